@@ -1,0 +1,50 @@
+# The commands people type. `make run` and `make test` work from a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test install install-dev lint format migrate check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## Set up and serve on embedded defaults (SQLite, local storage, in-process queue) on :8000.
+run: install
+	$(BIN)/medsight db upgrade
+	PORT=$(PORT) $(BIN)/medsight serve --host 0.0.0.0 --port $(PORT)
+
+## Set up and run the test suite (PostgreSQL too when MEDSIGHT_TEST_DATABASE_URL is set).
+test: install-dev
+	$(BIN)/pytest -q
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy backend
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: install
+	$(BIN)/medsight db upgrade
+
+check: install
+	$(BIN)/medsight db check
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,250 @@
+"""Analysis domain logic: accept uploads durably, report status, return results, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend import DISCLAIMER
+from backend.config import Settings
+from backend.db.base import new_id, utcnow
+from backend.db.models import Analysis, Job
+from backend.errors import ConflictError, NotFoundError, UnprocessableError
+from backend.imaging import DecodedImage, ImageLimits, decode_image
+from backend.storage import ObjectStorage
+
+logger = logging.getLogger(__name__)
+
+FINAL_STATES = {"complete", "partial", "failed", "cancelled"}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who owns a resource: a user id, or the anonymous development owner."""
+
+    user_id: str | None
+    key: str
+
+    @classmethod
+    def anonymous(cls) -> Owner:
+        return cls(user_id=None, key="anonymous")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    analysis_id: str
+    job_id: str
+    status: str
+    created: bool  # False when an Idempotency-Key matched an earlier upload
+
+
+def image_limits(settings: Settings) -> ImageLimits:
+    return ImageLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        min_side=settings.min_image_side,
+    )
+
+
+def _validate_text(symptoms: str | None, patient_ref: str | None, settings: Settings) -> None:
+    if symptoms is not None and len(symptoms) > settings.max_symptoms_chars:
+        raise UnprocessableError(
+            f"symptoms is {len(symptoms):,} characters; the limit is "
+            f"{settings.max_symptoms_chars:,}.",
+            code="symptoms_too_long",
+        )
+    if symptoms is not None and "\x00" in symptoms:
+        raise UnprocessableError("symptoms contains a NUL character.", code="invalid_text")
+    if patient_ref is not None and (len(patient_ref) > 128 or "\x00" in patient_ref):
+        raise UnprocessableError(
+            "patient_ref must be at most 128 printable characters.", code="invalid_patient_ref"
+        )
+
+
+async def find_by_idempotency_key(
+    session: AsyncSession, owner: Owner, key: str
+) -> Submitted | None:
+    row = (
+        await session.execute(
+            select(Analysis.id, Analysis.status, Job.id)
+            .join(Job, Job.analysis_id == Analysis.id)
+            .where(Analysis.owner_key == owner.key, Analysis.idempotency_key == key)
+            .order_by(Job.created_at)
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return Submitted(analysis_id=row[0], job_id=row[2], status=row[1], created=False)
+
+
+async def submit_analysis(
+    session: AsyncSession,
+    *,
+    storage: ObjectStorage,
+    settings: Settings,
+    owner: Owner,
+    data: bytes,
+    symptoms: str | None,
+    patient_ref: str | None,
+    idempotency_key: str | None,
+    limiter: anyio.CapacityLimiter,
+) -> Submitted:
+    """Validate, store the image, insert analysis + job and COMMIT; the caller then enqueues."""
+    symptoms = symptoms.strip() if symptoms else None
+    patient_ref = patient_ref.strip() if patient_ref else None
+    _validate_text(symptoms, patient_ref, settings)
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= 128:
+            raise UnprocessableError(
+                "Idempotency-Key must be 1-128 characters.", code="invalid_idempotency_key"
+            )
+        existing = await find_by_idempotency_key(session, owner, idempotency_key)
+        if existing is not None:
+            return existing
+    decoded, digest = await anyio.to_thread.run_sync(
+        _decode_and_hash, data, image_limits(settings), limiter=limiter
+    )
+    analysis_id = new_id()
+    key = f"uploads/{utcnow():%Y/%m/%d}/{analysis_id}.{decoded.format}"
+    await anyio.to_thread.run_sync(storage.put, key, data, limiter=limiter)
+    now = utcnow()
+    analysis = Analysis(
+        id=analysis_id,
+        owner_id=owner.user_id,
+        owner_key=owner.key,
+        patient_ref=patient_ref,
+        symptoms=symptoms or None,
+        idempotency_key=idempotency_key,
+        image_key=key,
+        image_sha256=digest,
+        image_format=decoded.format,
+        image_width=decoded.width,
+        image_height=decoded.height,
+        status="queued",
+        created_at=now,
+    )
+    job = Job(
+        id=new_id(),
+        analysis_id=analysis_id,
+        status="queued",
+        max_attempts=settings.job_max_attempts,
+        available_at=now,
+        created_at=now,
+    )
+    session.add(analysis)
+    session.add(job)
+    try:
+        await session.commit()
+    except IntegrityError:
+        # Two retries with one Idempotency-Key raced: the first one won, answer with it.
+        await session.rollback()
+        await anyio.to_thread.run_sync(storage.delete, key, limiter=limiter)
+        if idempotency_key is not None:
+            existing = await find_by_idempotency_key(session, owner, idempotency_key)
+            if existing is not None:
+                return existing
+        raise
+    return Submitted(analysis_id=analysis_id, job_id=job.id, status="queued", created=True)
+
+
+def _decode_and_hash(data: bytes, limits: ImageLimits) -> tuple[DecodedImage, str]:
+    decoded = decode_image(data, limits)
+    return decoded, hashlib.sha256(data).hexdigest()
+
+
+async def get_job_and_analysis(
+    session: AsyncSession, owner: Owner, job_id: str
+) -> tuple[Job, Analysis]:
+    row = (
+        await session.execute(
+            select(Job, Analysis)
+            .join(Analysis, Analysis.id == Job.analysis_id)
+            .where(Job.id == job_id, Analysis.owner_key == owner.key)
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(f"No analysis task {job_id}.", code="task_not_found")
+    return row[0], row[1]
+
+
+async def get_analysis(session: AsyncSession, owner: Owner, session_id: str) -> Analysis:
+    analysis = await session.scalar(
+        select(Analysis).where(Analysis.id == session_id, Analysis.owner_key == owner.key)
+    )
+    if analysis is None:
+        raise NotFoundError(f"No analysis session {session_id}.", code="session_not_found")
+    return analysis
+
+
+def finished_result(analysis: Analysis) -> dict[str, Any]:
+    """The stored result of a finished analysis; 409 while it is still queued or running."""
+    if analysis.status not in FINAL_STATES or analysis.status == "cancelled":
+        if analysis.status == "cancelled":
+            raise ConflictError("This analysis was cancelled.", code="analysis_cancelled")
+        raise ConflictError(
+            f"The analysis is not finished yet (status: {analysis.status}).",
+            code="analysis_not_finished",
+            extra={"analysis_status": analysis.status},
+        )
+    if analysis.result is None:
+        # Failed before the pipeline ran (e.g. the worker died three times).
+        return failed_result(analysis)
+    result = dict(analysis.result)
+    result.setdefault("disclaimer", DISCLAIMER)
+    return result
+
+
+def failed_result(analysis: Analysis) -> dict[str, Any]:
+    zero = {k: 0.0 for k in ("preprocess_ms", "vision_ms", "nlp_ms", "fusion_ms", "report_ms")}
+    return {
+        "session_id": analysis.id,
+        "task_id": "",
+        "patient_ref": analysis.patient_ref,
+        "created_at": analysis.created_at.isoformat() if analysis.created_at else None,
+        "completed_at": analysis.completed_at.isoformat() if analysis.completed_at else None,
+        "overall_status": "FAILED",
+        "vision": None,
+        "nlp": None,
+        "fusion": None,
+        "report_text": f"The analysis failed: {analysis.error or 'unknown reason'}. {DISCLAIMER}",
+        "timings": {**zero, "total_ms": 0.0},
+        "warnings": [analysis.error or "the analysis failed"],
+        "provenance": {
+            "image_sha256": analysis.image_sha256,
+            "models": {},
+            "threshold": None,
+            "code_version": "",
+        },
+        "disclaimer": DISCLAIMER,
+    }
+
+
+async def cancel_job(session: AsyncSession, owner: Owner, job_id: str) -> str:
+    """Cancel a queued job; a running or finished one cannot be cancelled (409)."""
+    job, analysis = await get_job_and_analysis(session, owner, job_id)
+    if analysis.status == "cancelled":
+        return "cancelled"
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == "queued")
+        .values(status="cancelled", finished_at=utcnow())
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise ConflictError(
+            f"The analysis is {analysis.status} and can no longer be cancelled.",
+            code="not_cancellable",
+        )
+    await session.execute(
+        update(Analysis)
+        .where(Analysis.id == analysis.id)
+        .values(status="cancelled", completed_at=utcnow(), progress=1.0)
+    )
+    return "cancelled"

@@ -1,0 +1,179 @@
+"""The seven pipeline stages. Each has a name, the context fields it needs, and one `run`.
+
+A stage that fails records a warning naming itself; later stages that do not need its output
+still run. Stages draw models from the registry and never load weights themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import cv2
+import numpy as np
+
+from backend.analysis.batching import MicroBatcher
+from backend.analysis.context import PipelineContext
+from backend.analysis.narrative import build_narrative
+from backend.imaging import ImageLimits, decode_image
+from backend.ml.catalog import NLP, VISION
+from backend.ml.registry import ModelRegistry, release_device_memory
+
+logger = logging.getLogger(__name__)
+
+# Panels are rendered at most this tall: enough to read, small enough to store with the result.
+HEATMAP_MAX_SIDE = 512
+
+
+class StageSkipped(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a stage that has nothing to do (not a failure)."""
+
+
+class Stage(Protocol):
+    name: str
+    timing_key: str | None
+    requires: tuple[str, ...]
+
+    async def run(self, ctx: PipelineContext) -> None: ...
+
+
+@dataclass
+class StageDeps:
+    registry: ModelRegistry
+    batcher: MicroBatcher
+    limiter: anyio.CapacityLimiter
+    limits: ImageLimits
+
+
+class InputStage:
+    name: str = "input"
+    timing_key: str | None = "preprocess_ms"
+    requires: tuple[str, ...] = ()
+
+    def __init__(self, deps: StageDeps) -> None:
+        self.deps = deps
+
+    async def run(self, ctx: PipelineContext) -> None:
+        ctx.image = await anyio.to_thread.run_sync(
+            decode_image, ctx.input.image_bytes, self.deps.limits, limiter=self.deps.limiter
+        )
+        for note in ctx.image.warnings:
+            ctx.warn(f"input: {note}")
+
+
+class VisionStage:
+    name: str = "vision"
+    timing_key: str | None = "vision_ms"
+    requires: tuple[str, ...] = ("image",)
+
+    def __init__(self, deps: StageDeps) -> None:
+        self.deps = deps
+
+    async def run(self, ctx: PipelineContext) -> None:
+        assert ctx.image is not None  # noqa: S101 - guaranteed by `requires`
+        scorer = await self.deps.registry.get(VISION)
+        ctx.vision_model = scorer
+        result = await self.deps.batcher.submit(scorer.score_batch, ctx.image.pixels)
+        if not result.is_chest_xray:
+            raise StageSkipped(
+                "the image does not look like a chest X-ray "
+                f"(out-of-distribution score {result.ood_score:.2f}); no anomaly score is given"
+            )
+        ctx.vision = result
+        from backend.ml.vision import render_heatmap_panels
+
+        image, heatmap = _downscale(ctx.image.pixels, result.heatmap, HEATMAP_MAX_SIDE)
+        ctx.heatmap_png = await anyio.to_thread.run_sync(
+            render_heatmap_panels, image, heatmap, limiter=self.deps.limiter
+        )
+
+
+class MemoryStage:
+    name: str = "memory"
+    timing_key: str | None = None
+    requires: tuple[str, ...] = ()
+
+    def __init__(self, deps: StageDeps) -> None:
+        self.deps = deps
+
+    async def run(self, ctx: PipelineContext) -> None:
+        ctx.device_memory = release_device_memory()
+
+
+class NlpStage:
+    name: str = "nlp"
+    timing_key: str | None = "nlp_ms"
+    requires: tuple[str, ...] = ()
+
+    def __init__(self, deps: StageDeps) -> None:
+        self.deps = deps
+
+    async def run(self, ctx: PipelineContext) -> None:
+        text = (ctx.input.symptoms or "").strip()
+        if not text:
+            raise StageSkipped("no symptoms were given")
+        model = await self.deps.registry.get(NLP)
+        ctx.nlp_model = model
+        ctx.nlp = await anyio.to_thread.run_sync(model.analyze, text, limiter=self.deps.limiter)
+
+
+class FusionStage:
+    name: str = "fusion"
+    timing_key: str | None = "fusion_ms"
+    requires: tuple[str, ...] = ()
+
+    def __init__(self, deps: StageDeps) -> None:
+        self.deps = deps
+
+    async def run(self, ctx: PipelineContext) -> None:
+        from backend.ml.fusion import VisionEvidence, fuse
+
+        if ctx.vision is None and ctx.nlp is None:
+            raise StageSkipped("neither image nor text evidence is available")
+        evidence = None
+        if ctx.vision is not None:
+            evidence = VisionEvidence(
+                anomaly_score=float(ctx.vision.anomaly_score),
+                threshold=float(ctx.vision.threshold),
+                risk_level=str(ctx.vision.risk_level),
+            )
+        ctx.fusion = fuse(evidence, ctx.nlp)
+
+
+class ReportStage:
+    name: str = "report"
+    timing_key: str | None = "report_ms"
+    requires: tuple[str, ...] = ()
+
+    def __init__(self, deps: StageDeps) -> None:
+        self.deps = deps
+
+    async def run(self, ctx: PipelineContext) -> None:
+        ctx.report_text = build_narrative(ctx)
+
+
+def default_stages(deps: StageDeps) -> list[Stage]:
+    """Stages 1-6 in order; stage 7 (status) is the orchestrator's own summary."""
+    return [
+        InputStage(deps),
+        VisionStage(deps),
+        MemoryStage(deps),
+        NlpStage(deps),
+        FusionStage(deps),
+        ReportStage(deps),
+    ]
+
+
+def _downscale(image: Any, heatmap: Any, max_side: int) -> tuple[Any, Any]:
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return image, heatmap
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_map = cv2.resize(
+        np.asarray(heatmap, dtype=np.float32), size, interpolation=cv2.INTER_AREA
+    )
+    return small, small_map

@@ -1,0 +1,132 @@
+"""HTTP face of analyses: submit, status, result, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Header, Response, UploadFile, status
+
+from backend.analysis import service
+from backend.api.deps import OwnerDep, SessionDep, StateDep
+from backend.api.errors import problem_responses
+from backend.api.schemas.analysis import AnalysisResultOut, AnalysisStatusOut, AnalyzeAccepted
+from backend.errors import PayloadTooLargeError
+
+router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
+
+
+async def _read_limited(upload: UploadFile, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(1024 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"The image exceeds the upload limit of {limit / 2**20:.0f} MB.",
+                code="image_too_large",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AnalyzeAccepted,
+    summary="Submit a chest X-ray (PNG, JPEG or DICOM) and optional symptoms for analysis",
+    responses=problem_responses(400, 409, 413, 415, 422, 429),
+)
+async def submit(
+    state: StateDep,
+    session: SessionDep,
+    owner: OwnerDep,
+    response: Response,
+    image: Annotated[UploadFile, File(description="Chest X-ray: PNG, JPEG or DICOM")],
+    symptoms: Annotated[str | None, Form(description="Free-text symptoms (≤ 5,000 chars)")] = None,
+    patient_ref: Annotated[str | None, Form(description="Your reference for the patient")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> AnalyzeAccepted:
+    settings = state.settings
+    data = await _read_limited(image, settings.max_upload_bytes)
+    submitted = await service.submit_analysis(
+        session,
+        storage=state.storage,
+        settings=settings,
+        owner=owner,
+        data=data,
+        symptoms=symptoms,
+        patient_ref=patient_ref,
+        idempotency_key=idempotency_key,
+        limiter=state.extras["io_limiter"],
+    )
+    if submitted.created:
+        await state.queue.enqueue(submitted.job_id)
+    else:
+        response.headers["Idempotent-Replay"] = "true"
+    ahead = await state.jobs.queued_ahead(submitted.job_id) if submitted.status == "queued" else 0
+    workers = max(1, settings.worker_concurrency)
+    wait = (ahead / workers + 1) * state.pipeline.avg_total_ms / 1000.0
+    return AnalyzeAccepted(
+        task_id=submitted.job_id,
+        session_id=submitted.analysis_id,
+        status=submitted.status,
+        queue_position=ahead,
+        estimated_wait_s=round(wait if submitted.status == "queued" else 0.0, 3),
+    )
+
+
+@router.get(
+    "/status/{task_id}",
+    response_model=AnalysisStatusOut,
+    summary="Where a submitted analysis is",
+    responses=problem_responses(404),
+)
+async def get_status(
+    task_id: str, state: StateDep, session: SessionDep, owner: OwnerDep
+) -> AnalysisStatusOut:
+    job, analysis = await service.get_job_and_analysis(session, owner, task_id)
+    stage, progress = analysis.stage, analysis.progress
+    live = state.pipeline.progress.get(analysis.id)
+    if live is not None and analysis.status == "running":
+        stage, progress = live
+    return AnalysisStatusOut(
+        task_id=job.id,
+        session_id=analysis.id,
+        status=analysis.status,
+        stage=stage,
+        progress=round(float(progress or 0.0), 3),
+        attempts=job.attempts,
+        error=analysis.error,
+    )
+
+
+@router.get(
+    "/result/{session_id}",
+    response_model=AnalysisResultOut,
+    summary="The result of a finished analysis",
+    responses=problem_responses(404, 409),
+)
+async def get_result(session_id: str, session: SessionDep, owner: OwnerDep) -> dict[str, Any]:
+    analysis = await service.get_analysis(session, owner, session_id)
+    return service.finished_result(analysis)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_200_OK,
+    response_model=AnalysisStatusOut,
+    summary="Cancel a queued analysis",
+    responses=problem_responses(404, 409),
+)
+async def cancel(task_id: str, session: SessionDep, owner: OwnerDep) -> AnalysisStatusOut:
+    await service.cancel_job(session, owner, task_id)
+    job, analysis = await service.get_job_and_analysis(session, owner, task_id)
+    return AnalysisStatusOut(
+        task_id=job.id,
+        session_id=analysis.id,
+        status="cancelled",
+        stage=analysis.stage,
+        progress=1.0,
+        attempts=job.attempts,
+        error=None,
+    )

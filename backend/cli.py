@@ -1,0 +1,292 @@
+"""The `medsight` command: serve, db, analyze, train, eval, calibrate, corpus, worker."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="MedSight chest X-ray triage backend (decision support, not diagnosis).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate models.", no_args_is_help=True)
+calibrate_app = typer.Typer(help="Per-site calibration.", no_args_is_help=True)
+corpus_app = typer.Typer(help="The RAG corpus.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+app.add_typer(calibrate_app, name="calibrate")
+app.add_typer(corpus_app, name="corpus")
+
+
+def _echo_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+# --- service -----------------------------------------------------------------------------
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: settings HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings PORT)")] = None,
+    reload: Annotated[bool, typer.Option(help="Auto-reload on code changes (development)")] = False,
+) -> None:
+    """Run the API server with uvicorn."""
+    import uvicorn
+
+    from backend.config import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "backend.main:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        reload=reload,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from backend.config import get_settings
+    from backend.db.migrate import upgrade_database
+
+    upgrade_database(get_settings().database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = "base") -> None:
+    """Revert migrations down to REVISION (default: base)."""
+    from backend.config import get_settings
+    from backend.db.migrate import downgrade_database
+
+    downgrade_database(get_settings().database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Fail if the ORM models and the migrations disagree."""
+    from backend.config import get_settings
+    from backend.db.migrate import check_database
+
+    check_database(get_settings().database_url)
+    typer.echo("models and migrations agree")
+
+
+# --- one analysis in-process ---------------------------------------------------------------
+@app.command()
+def analyze(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="PNG, JPEG or DICOM")],
+    symptoms: Annotated[str | None, typer.Option(help="Free-text symptoms")] = None,
+    heatmap: Annotated[Path | None, typer.Option(help="Write the heatmap panels PNG here")] = None,
+    patient_ref: Annotated[str | None, typer.Option(help="Patient reference")] = None,
+) -> None:
+    """Run the full pipeline on one image in this process and print the result JSON."""
+    result, png = asyncio.run(_analyze_once(image.read_bytes(), symptoms, patient_ref))
+    if heatmap is not None and png is not None:
+        heatmap.write_bytes(png)
+    if result.get("vision"):
+        result["vision"]["heatmap_base64"] = (
+            f"<{len(png or b'')} bytes PNG{'; written to ' + str(heatmap) if heatmap else ''}>"
+        )
+    _echo_json(result)
+    if result["overall_status"] == "FAILED":
+        raise typer.Exit(1)
+
+
+async def _analyze_once(
+    data: bytes, symptoms: str | None, patient_ref: str | None
+) -> tuple[dict[str, Any], bytes | None]:
+    import anyio
+
+    from backend.analysis.batching import MicroBatcher
+    from backend.analysis.context import PipelineInput
+    from backend.analysis.pipeline import Pipeline
+    from backend.analysis.service import image_limits
+    from backend.analysis.stages import StageDeps, default_stages
+    from backend.config import get_settings
+    from backend.db.base import new_id
+    from backend.imaging import ImageRejected, decode_image
+    from backend.main import code_version
+    from backend.ml.catalog import register_default_models
+    from backend.ml.registry import ModelRegistry
+
+    settings = get_settings()
+    limits = image_limits(settings)
+    try:
+        decode_image(data, limits)
+    except ImageRejected as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    limiter = anyio.CapacityLimiter(max(1, settings.inference_threads))
+    registry = ModelRegistry(gpu_budget_mb=settings.gpu_vram_budget_mb)
+    register_default_models(registry, settings)
+    batcher = MicroBatcher(max_batch=1, max_wait_ms=0, limiter=limiter)
+    deps = StageDeps(registry=registry, batcher=batcher, limiter=limiter, limits=limits)
+    pipeline = Pipeline(default_stages(deps), code_version=code_version())
+    ctx = await pipeline.run(
+        PipelineInput(
+            analysis_id=new_id(),
+            image_bytes=data,
+            image_sha256=hashlib.sha256(data).hexdigest(),
+            symptoms=symptoms,
+            patient_ref=patient_ref,
+        )
+    )
+    result = pipeline.build_result(ctx)
+    return result, ctx.heatmap_png
+
+
+# --- training, evaluation, calibration -------------------------------------------------------
+@train_app.command("vision")
+def train_vision(
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="cxr-dev layout")],
+    out: Annotated[Path, typer.Option(help="Output folder, e.g. models/vision/<version>/")],
+    backbone: str = "efficientnet_lite0",
+    seed: int = 0,
+    device: str = "auto",
+) -> None:
+    """Train the vision anomaly detector on the normal training images."""
+    from training.vision import train_vision as run
+
+    _echo_json(run(data, out, backbone=backbone, seed=seed, device=device))
+
+
+@eval_app.command("vision")
+def eval_vision(
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="cxr-dev layout")],
+    out: Annotated[Path, typer.Option(help="report.json path")],
+    split: str = "test",
+    model_dir: Annotated[Path | None, typer.Option(help="Checkpoint folder")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Folder for ROC/PR/histogram plots")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="Site calibration file")] = None,
+    fusion: str = "default",
+) -> None:
+    """AUROC (overall, per finding), ablation, threshold metrics and ECE on a split."""
+    from training.vision import evaluate_vision as run
+
+    report = run(
+        data,
+        split,
+        out,
+        model_dir=model_dir,
+        plots_dir=plots,
+        calibration=calibration,
+        fusion=fusion,
+    )
+    _echo_json({k: v for k, v in report.items() if k != "per_image"})
+
+
+@calibrate_app.command("vision")
+def calibrate_vision(
+    normals: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Folder of normals")],
+    out: Annotated[Path, typer.Option(help="Calibration file to write")],
+    model_dir: Annotated[Path | None, typer.Option(help="Checkpoint folder")] = None,
+) -> None:
+    """Re-fit what defines "normal" from a site's own normal images (>= 50), no labels."""
+    from training.vision import calibrate_vision as run
+
+    _echo_json(run(normals, out, model_dir=model_dir))
+
+
+@train_app.command("ner")
+def train_ner(
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="shared/data/ner")],
+    out: Annotated[Path, typer.Option(help="Output folder, e.g. models/nlp/<version>/")],
+    seed: int = 0,
+) -> None:
+    """Train the biomedical entity recogniser."""
+    from training.ner import train_ner as run
+
+    _echo_json(run(data, out, seed=seed))
+
+
+@eval_app.command("ner")
+def eval_ner(
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="A corpus folder")],
+    out: Annotated[Path, typer.Option(help="report.json path")],
+    split: str = "test",
+    model_dir: Annotated[Path | None, typer.Option(help="Model folder")] = None,
+) -> None:
+    """Per-type precision/recall/F1 and micro F1 on a corpus split."""
+    from training.ner import evaluate_ner as run
+
+    _echo_json(run(data, split, out, model_dir=model_dir))
+
+
+@eval_app.command("classify")
+def eval_classify(
+    csv: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="label,text CSV")],
+    out: Annotated[Path, typer.Option(help="report.json path")],
+    model_dir: Annotated[Path | None, typer.Option(help="Model folder")] = None,
+) -> None:
+    """Zero-shot condition ranking: accuracy, macro-F1 and per-class scores."""
+    from training.ner import evaluate_classify as run
+
+    _echo_json(run(csv, out, model_dir=model_dir))
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    questions: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
+    abstracts: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option(help="report.json path")],
+) -> None:
+    """Recall@1/5/10 and MRR for dense, BM25 and hybrid retrieval in one run."""
+    from training.rag import evaluate_retrieval as run
+
+    from backend.config import get_settings
+    from backend.ml.embeddings import load_minilm
+
+    embedder = load_minilm(model_path=get_settings().embedding_model)
+    _echo_json(run(questions, abstracts, out, embedder=embedder))
+
+
+@corpus_app.command("build")
+def corpus_build(
+    data: Annotated[Path | None, typer.Option(help="Folder with abstracts/medquad JSONL")] = None,
+) -> None:
+    """Fill the embedded ChromaDB collection (idempotent: a rerun adds nothing)."""
+    from tqdm import tqdm
+
+    from backend.config import get_settings
+    from backend.ml.embeddings import load_minilm
+    from backend.ml.rag import build_corpus
+
+    settings = get_settings()
+    assert settings.chroma_dir is not None  # noqa: S101
+    embedder = load_minilm(model_path=settings.embedding_model)
+    bar = tqdm(unit="chunk", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    stats = build_corpus(
+        data or settings.corpus_data_dir, settings.chroma_dir, embedder, progress=progress
+    )
+    bar.close()
+    _echo_json(stats)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""MedSight settings: one pydantic-settings class read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Values that people copy from examples and forget to change.
+_PLACEHOLDER_MARKERS = ("change", "changeme", "secret", "placeholder", "example", "your-", "xxx")
+_MIN_SECRET_LEN = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says what to change."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; each one is documented in `.env.example`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- service -------------------------------------------------------------------------
+    environment: Environment = Environment.DEVELOPMENT
+    app_name: str = "MedSight"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, validation_alias="PORT")
+    log_level: str = "INFO"
+    log_json: bool = True
+    data_dir: Path = REPO_ROOT / "data"
+    secrets_file: Path | None = None
+
+    # --- secrets -------------------------------------------------------------------------
+    secret_key: str = ""
+    jwt_secret_key: str = ""
+
+    # --- persistence ---------------------------------------------------------------------
+    database_url: str = ""
+    database_echo: bool = False
+    storage_backend: str = "local"
+    storage_dir: Path | None = None
+    s3_bucket: str = "medsight"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+
+    # --- HTTP surface --------------------------------------------------------------------
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_origin_regex: str | None = None
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_upload_size_mb: float = 20.0
+    max_request_body_mb: float = 25.0
+    max_image_pixels: int = 50_000_000
+    min_image_side: int = 64
+    max_symptoms_chars: int = 5000
+
+    # --- auth and limits -----------------------------------------------------------------
+    jwt_issuer: str = "medsight"
+    jwt_audience: str = "medsight-api"
+    access_token_ttl_minutes: int = 15
+    refresh_token_ttl_days: int = 14
+    google_client_id: str | None = None
+    google_client_secret: str | None = None
+    google_discovery_url: str | None = None
+    rate_limit_analyze: str = "10/hour"
+    rate_limit_chat: str = "50/hour"
+    rate_limit_login: str = "20/minute"
+    redis_url: str | None = None
+
+    # --- jobs ----------------------------------------------------------------------------
+    queue_backend: str = "local"
+    worker_concurrency: int = 2
+    job_max_attempts: int = 3
+    retention_days: int = 30
+
+    # --- models --------------------------------------------------------------------------
+    vision_anomaly_backend: str = "auto"
+    vision_model_dir: Path | None = None
+    vision_calibration: Path | None = None
+    vision_fusion: str = "default"
+    vision_batch_max: int = 8
+    vision_batch_wait_ms: float = 5.0
+    nlp_model_dir: Path | None = None
+    gpu_vram_budget_mb: int = 4096
+    inference_threads: int = 2
+    preload_models: bool = True
+    hf_token: str | None = None
+    embedding_model: str | None = None
+    whisper_model: str | None = None
+    local_llm_path: str | None = None
+
+    # --- chat / RAG ----------------------------------------------------------------------
+    gemini_api_key: str | None = None
+    gemini_base_url: str | None = None
+    gemini_model: str = "gemini-2.0-flash"
+    gemini_timeout_s: float = 8.0
+    chroma_dir: Path | None = None
+    chroma_url: str | None = None
+    corpus_data_dir: Path = REPO_ROOT.parent / "shared" / "data" / "pubmed"
+    corpus_autobuild: bool = True
+
+    @field_validator("allowed_origins", "trusted_hosts", "trusted_proxies", mode="before")
+    @classmethod
+    def _csv_lists(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("queue_backend")
+    @classmethod
+    def _queue_backend(cls, value: str) -> str:
+        if value not in {"local", "celery"}:
+            raise ValueError("QUEUE_BACKEND must be 'local' or 'celery'")
+        return value
+
+    @field_validator("storage_backend")
+    @classmethod
+    def _storage_backend(cls, value: str) -> str:
+        if value not in {"local", "s3"}:
+            raise ValueError("STORAGE_BACKEND must be 'local' or 's3'")
+        return value
+
+    @field_validator("vision_anomaly_backend")
+    @classmethod
+    def _vision_backend(cls, value: str) -> str:
+        if value not in {"auto", "torch", "onnx"}:
+            raise ValueError("VISION_ANOMALY_BACKEND must be 'auto', 'torch' or 'onnx'")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_and_secrets(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'medsight.db'}"
+        if self.storage_dir is None:
+            self.storage_dir = self.data_dir / "uploads"
+        if self.chroma_dir is None:
+            self.chroma_dir = self.data_dir / "chroma"
+        if self.secrets_file is None:
+            self.secrets_file = self.data_dir / ".secrets.json"
+        if self.environment is Environment.PRODUCTION:
+            _require_strong_secrets(self)
+        else:
+            _fill_dev_secrets(self)
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @cached_property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_size_mb * 1024 * 1024)
+
+    @cached_property
+    def max_request_body_bytes(self) -> int:
+        return int(max(self.max_request_body_mb, self.max_upload_size_mb + 1) * 1024 * 1024)
+
+
+def _weak_secret_reason(value: str) -> str | None:
+    if not value:
+        return "is missing"
+    if len(value) < _MIN_SECRET_LEN:
+        return f"is shorter than {_MIN_SECRET_LEN} characters"
+    lowered = value.lower()
+    if any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
+        return "looks like a placeholder"
+    return None
+
+
+def _require_strong_secrets(settings: Settings) -> None:
+    problems = []
+    for name in ("secret_key", "jwt_secret_key"):
+        reason = _weak_secret_reason(getattr(settings, name))
+        if reason:
+            problems.append(f"{name.upper()} {reason}")
+    if settings.jwt_secret_key and settings.jwt_secret_key == settings.secret_key:
+        problems.append("JWT_SECRET_KEY must differ from SECRET_KEY")
+    if problems:
+        raise ConfigError(
+            "Refusing to start in production: "
+            + "; ".join(problems)
+            + ". Set each to a random value of at least 32 characters, for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+        )
+
+
+def _fill_dev_secrets(settings: Settings) -> None:
+    """Generate missing development secrets once and keep them in a local file across restarts."""
+    if settings.secret_key and settings.jwt_secret_key:
+        return
+    path = settings.secrets_file
+    assert path is not None  # noqa: S101 - set by the validator above
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    changed = False
+    for name in ("secret_key", "jwt_secret_key"):
+        if getattr(settings, name):
+            continue
+        if not stored.get(name):
+            stored[name] = secrets.token_urlsafe(48)
+            changed = True
+        setattr(settings, name, stored[name])
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored), encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and `.env`), with keyword overrides for tests."""
+    return Settings(**overrides)

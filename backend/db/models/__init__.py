@@ -1,0 +1,8 @@
+"""All ORM classes, imported here so Alembic sees one metadata."""
+
+from backend.db.models.analysis import Analysis, Job
+from backend.db.models.audit import AuditEvent
+from backend.db.models.chat import ChatMessage
+from backend.db.models.user import ApiKey, User
+
+__all__ = ["Analysis", "ApiKey", "AuditEvent", "ChatMessage", "Job", "User"]

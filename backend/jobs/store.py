@@ -1,0 +1,220 @@
+"""Job rows: atomic claims, completion, retries and recovery of jobs left by dead workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.db.base import utcnow
+from backend.db.models import Analysis, Job
+from backend.db.session import transaction
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_ANALYSIS = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    analysis_id: str
+    attempts: int
+    max_attempts: int
+
+
+def worker_identity(tag: str = "") -> str:
+    """host:pid[:tag] — lets a restarted process recognise jobs claimed by a dead one."""
+    base = f"{socket.gethostname()}:{os.getpid()}"
+    return f"{base}:{tag}" if tag else base
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobStore:
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self.factory = factory
+
+    async def claim(self, worker_id: str) -> ClaimedJob | None:
+        """Atomically move the oldest available queued job to running and return it."""
+        now = utcnow()
+        async with transaction(self.factory) as session:
+            dialect = session.bind.dialect.name if session.bind else "sqlite"
+            candidate = (
+                select(Job.id)
+                .where(Job.status == "queued", Job.available_at <= now)
+                .order_by(Job.available_at, Job.created_at)
+                .limit(1)
+            )
+            if dialect == "postgresql":
+                candidate = candidate.with_for_update(skip_locked=True)
+            stmt = (
+                update(Job)
+                .where(Job.id == candidate.scalar_subquery(), Job.status == "queued")
+                .values(
+                    status="running",
+                    claimed_by=worker_id,
+                    claimed_at=now,
+                    heartbeat_at=now,
+                    attempts=Job.attempts + 1,
+                )
+                .returning(Job.id, Job.analysis_id, Job.attempts, Job.max_attempts)
+                .execution_options(synchronize_session=False)
+            )
+            row = (await session.execute(stmt)).first()
+            if row is None:
+                return None
+            await session.execute(
+                update(Analysis)
+                .where(Analysis.id == row.analysis_id, Analysis.status == "queued")
+                .values(status="running", stage="input", progress=0.0)
+            )
+            return ClaimedJob(row.id, row.analysis_id, row.attempts, row.max_attempts)
+
+    async def finish(self, job_id: str) -> None:
+        async with transaction(self.factory) as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(status="done", finished_at=utcnow(), last_error=None)
+            )
+
+    async def fail_attempt(self, job: ClaimedJob, reason: str) -> bool:
+        """Record a failed attempt; re-queue with backoff or fail for good. True if retried."""
+        now = utcnow()
+        retry = job.attempts < job.max_attempts
+        async with transaction(self.factory) as session:
+            if retry:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id == job.id)
+                    .values(
+                        status="queued",
+                        available_at=now + timedelta(seconds=2**job.attempts),
+                        claimed_by=None,
+                        last_error=reason[:2000],
+                    )
+                )
+                await session.execute(
+                    update(Analysis)
+                    .where(Analysis.id == job.analysis_id)
+                    .values(status="queued", stage=None, progress=0.0)
+                )
+            else:
+                await _fail_for_good(session, job.id, job.analysis_id, reason, now)
+        return retry
+
+    async def recover(self, *, stale_after: timedelta, this_host_only_dead: bool = True) -> int:
+        """Re-queue jobs left running by dead workers (or fail them after max attempts).
+
+        A job claimed on this host by a process that no longer exists is recovered at once;
+        any job whose heartbeat is older than `stale_after` is recovered too (another host died).
+        """
+        now = utcnow()
+        host = socket.gethostname()
+        recovered = 0
+        async with transaction(self.factory) as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Job.id,
+                        Job.analysis_id,
+                        Job.attempts,
+                        Job.max_attempts,
+                        Job.claimed_by,
+                        Job.heartbeat_at,
+                    ).where(Job.status == "running")
+                )
+            ).all()
+            for row in rows:
+                if not _is_abandoned(row.claimed_by, row.heartbeat_at, host, now, stale_after):
+                    continue
+                recovered += 1
+                reason = f"worker {row.claimed_by} stopped during attempt {row.attempts}"
+                if row.attempts >= row.max_attempts:
+                    await _fail_for_good(session, row.id, row.analysis_id, reason, now)
+                    logger.warning("job failed for good", extra={"job_id": row.id})
+                    continue
+                await session.execute(
+                    update(Job)
+                    .where(Job.id == row.id, Job.status == "running")
+                    .values(status="queued", available_at=now, claimed_by=None, last_error=reason)
+                )
+                await session.execute(
+                    update(Analysis)
+                    .where(Analysis.id == row.analysis_id, Analysis.status == "running")
+                    .values(status="queued", stage=None, progress=0.0)
+                )
+                logger.warning("job re-queued", extra={"job_id": row.id, "reason": reason})
+        return recovered
+
+    async def depth(self) -> dict[str, int]:
+        async with self.factory() as session:
+            rows = (
+                await session.execute(select(Job.status, func.count()).group_by(Job.status))
+            ).all()
+        return {str(status): int(count) for status, count in rows}
+
+    async def queued_ahead(self, job_id: str) -> int:
+        async with self.factory() as session:
+            created = await session.scalar(select(Job.created_at).where(Job.id == job_id))
+            if created is None:
+                return 0
+            count = await session.scalar(
+                select(func.count()).where(Job.status == "queued", Job.created_at < created)
+            )
+        return int(count or 0)
+
+
+def _is_abandoned(
+    claimed_by: str | None,
+    heartbeat: datetime | None,
+    host: str,
+    now: datetime,
+    stale_after: timedelta,
+) -> bool:
+    if claimed_by:
+        parts = claimed_by.split(":")
+        if len(parts) >= 2 and parts[0] == host and parts[1].isdigit():
+            pid = int(parts[1])
+            if pid != os.getpid() and not _pid_alive(pid):
+                return True
+    if heartbeat is None:
+        return True
+    if heartbeat.tzinfo is None:  # SQLite returns naive datetimes
+        heartbeat = heartbeat.replace(tzinfo=now.tzinfo)
+    return now - heartbeat > stale_after
+
+
+async def _fail_for_good(
+    session: AsyncSession, job_id: str, analysis_id: str, reason: str, now: datetime
+) -> None:
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(status="failed", finished_at=now, last_error=reason[:2000])
+    )
+    await session.execute(
+        update(Analysis)
+        .where(Analysis.id == analysis_id, Analysis.status.in_(ACTIVE_ANALYSIS))
+        .values(
+            status="failed",
+            overall_status="FAILED",
+            error=reason[:2000],
+            completed_at=now,
+            progress=1.0,
+        )
+    )

@@ -1,0 +1,54 @@
+"""Which models the service uses and how each is built from settings (imports stay lazy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.config import Settings
+from backend.ml.registry import ModelRegistry, ModelSpec
+
+VISION = "vision"
+NLP = "nlp"
+EMBEDDER = "embedder"
+WHISPER = "whisper"
+
+
+def register_default_models(registry: ModelRegistry, settings: Settings) -> None:
+    """Register every model the product serves, with priorities and memory estimates."""
+
+    def load_vision(device: str, _deps: dict[str, Any]) -> Any:
+        from backend.ml.vision import load_scorer
+
+        return load_scorer(
+            settings.vision_model_dir,
+            calibration=settings.vision_calibration,
+            backend=settings.vision_anomaly_backend,
+            device=device,
+            fusion=settings.vision_fusion,
+        )
+
+    def load_embedder(device: str, _deps: dict[str, Any]) -> Any:
+        from backend.ml.embeddings import load_minilm
+
+        return load_minilm(device=device, model_path=settings.embedding_model)
+
+    def load_nlp(_device: str, deps: dict[str, Any]) -> Any:
+        from backend.ml.nlp import load_clinical_nlp
+
+        return load_clinical_nlp(settings.nlp_model_dir, embedder=deps.get(EMBEDDER))
+
+    def load_whisper(device: str, _deps: dict[str, Any]) -> Any:
+        from backend.ml.speech import load_transcriber
+
+        return load_transcriber(settings.whisper_model, device=device)
+
+    registry.register(
+        ModelSpec(VISION, load_vision, priority=1, est_cpu_mb=250, est_gpu_mb=300, required=True)
+    )
+    registry.register(
+        ModelSpec(EMBEDDER, load_embedder, priority=2, est_cpu_mb=120, est_gpu_mb=150)
+    )
+    registry.register(
+        ModelSpec(NLP, load_nlp, priority=2, est_cpu_mb=300, depends_on=(EMBEDDER,), device="cpu")
+    )
+    registry.register(ModelSpec(WHISPER, load_whisper, priority=3, est_cpu_mb=150, device="cpu"))

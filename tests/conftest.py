@@ -1,0 +1,80 @@
+"""Shared fixtures: settings on a temporary data dir, a real database built by Alembic, the app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from backend.config import Settings
+from backend.db.migrate import downgrade_database, upgrade_database
+from backend.main import create_app
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("MEDSIGHT_SHARED_DATA", REPO.parent / "shared" / "data"))
+FIXTURES = SHARED_DATA / "cxr-dev" / "fixtures"
+PG_URL = os.environ.get("MEDSIGHT_TEST_DATABASE_URL")
+
+
+def shared_data(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+def fixture_images() -> list[Path]:
+    return sorted(shared_data("cxr-dev", "fixtures").glob("*.png"))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SQLite file by default; MEDSIGHT_TEST_DATABASE_URL (PostgreSQL in CI) when set."""
+    if PG_URL:
+        downgrade_database(PG_URL, "base")
+        upgrade_database(PG_URL)
+        yield PG_URL
+        return
+    path = tmp_path_factory.mktemp("db") / "test.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade_database(url)
+    yield url
+
+
+def make_settings(tmp: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "data_dir": tmp,
+        "database_url": database_url,
+        "log_json": True,
+        "log_level": "WARNING",
+        "preload_models": False,
+        "corpus_autobuild": False,
+        "worker_concurrency": 2,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
