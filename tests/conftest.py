@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,9 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from backend.config import Settings
-from backend.db.migrate import downgrade_database, upgrade_database
+from backend.db.migrate import upgrade_database
+from backend.db.session import create_engine
 from backend.main import create_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +39,7 @@ def fixture_images() -> list[Path]:
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """SQLite file by default; MEDSIGHT_TEST_DATABASE_URL (PostgreSQL in CI) when set."""
     if PG_URL:
-        downgrade_database(PG_URL, "base")
+        asyncio.run(_reset_postgres(PG_URL))
         upgrade_database(PG_URL)
         yield PG_URL
         return
@@ -44,6 +47,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"sqlite+aiosqlite:///{path}"
     upgrade_database(url)
     yield url
+
+
+async def _reset_postgres(url: str) -> None:
+    """Start from an empty schema so the migrations alone build it."""
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
 
 
 def make_settings(tmp: Path, database_url: str, **overrides: Any) -> Settings:

@@ -1,0 +1,173 @@
+"""The clinical PDF: its text (pdftotext) and its first page as pixels (pdftoppm)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from backend.reports.content import DISCLAIMER
+from backend.reports.pdf import render_pdf
+from tests.unit.reports.sample import NLP_SHA, VISION_SHA, partial
+
+Sample = tuple[dict[str, Any], bytes]
+needs_poppler = pytest.mark.skipif(
+    shutil.which("pdftotext") is None or shutil.which("pdftoppm") is None,
+    reason="poppler-utils (pdftotext, pdftoppm) not installed",
+)
+
+
+def _text(pdf: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    out = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True, text=True
+    )
+    return out.stdout
+
+
+def _page1(pdf: bytes, tmp_path: Path) -> npt.NDArray[np.uint8]:
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    subprocess.run(
+        ["pdftoppm", "-r", "60", "-f", "1", "-l", "1", "-png", str(path), str(tmp_path / "p")],
+        check=True,
+    )
+    image = cv2.imread(str(next(tmp_path.glob("p*.png"))), cv2.IMREAD_COLOR)
+    assert image is not None
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _jet_blue(page: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Pixels of the colormap's dark-blue background, which nothing else on the page uses."""
+    b, g, r = (page[..., i].astype(np.int16) for i in range(3))
+    return (b > 100) & (g < 60) & (r < 60)
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@needs_poppler
+def test_pdf_text_has_the_key_fields(complete: Sample, tmp_path: Path) -> None:
+    result, original = complete
+    pdf = render_pdf(result, original_png=original)
+    assert pdf.startswith(b"%PDF-")
+    text = _words(_text(pdf, tmp_path))
+    expected = [
+        "MRN-0042317",  # patient reference
+        result["session_id"],
+        "2026-11-28 03:14:08 UTC",  # date
+        "78.4",
+        "HIGH risk",
+        "Threshold 55.0",
+        "Reconstruction error (VAE)",
+        "2.41",  # a z-score from the components table
+        "k-NN feature distance",
+        "tuberculosis",
+        "negated (absent)",
+        "Pneumonia",
+        "Bronchitis",  # differential
+        "moderate",  # fusion alignment
+        "strongest signal in the right lower zone",  # narrative
+        "Prioritise review of this study by a radiologist.",
+        _words(DISCLAIMER),
+        "medsight-vae-vit-fused 1.0.0",
+        "medspacy-rules+minilm 1.3.1",
+        VISION_SHA,
+        NLP_SHA,
+        result["provenance"]["image_sha256"],
+        "0.1.0+3e5a1f2",
+        "PNG 256\u00d7256 px",
+        "Out-of-distribution score 0.12",
+        "Page 1 of 2",
+        "Page 2 of 2",
+    ]
+    missing = [field for field in expected if field not in text]
+    assert missing == []
+    assert text.count("negated (absent)") == 2  # tuberculosis and fever, not the present ones
+
+
+@needs_poppler
+def test_pdf_page_one_shows_the_three_panels(complete: Sample, tmp_path: Path) -> None:
+    page = _page1(render_pdf(complete[0]), tmp_path)
+    blue = _jet_blue(page)
+    assert blue.mean() > 0.03, "no heatmap panel on page 1"
+    # The heatmap's blue background is one connected region; the overlay's blue is scattered.
+    _, _, stats, _ = cv2.connectedComponentsWithStats(blue.astype(np.uint8))
+    x0, y0, width, height = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4]
+    x1, y1 = x0 + width, y0 + height
+    assert width > page.shape[1] / 5, "heatmap panel too small"
+    gray = cv2.cvtColor(page, cv2.COLOR_BGR2GRAY)
+    original = page[y0:y1, max(0, x0 - width) : x0 - 2]
+    heatmap = gray[y0:y1, x0:x1]
+    overlay = page[y0:y1, x1 + 2 : x1 + width]
+    for name, panel in (("original", original), ("heatmap", heatmap), ("overlay", overlay)):
+        assert panel.size > 0 and float(panel.std()) > 20.0, f"{name} panel is blank"
+    # The original is grey (R = G = B); the overlay carries the colormap's tint.
+    assert float(np.abs(original[..., 0].astype(int) - original[..., 2]).mean()) < 3.0
+    assert float(np.abs(overlay[..., 0].astype(int) - overlay[..., 2]).mean()) > 10.0
+
+
+@needs_poppler
+def test_partial_pdf_marks_missing_parts(complete: Sample, tmp_path: Path) -> None:
+    result, original = complete
+    pdf = render_pdf(partial(result, "vision", "fusion"), original_png=original)
+    text = _words(_text(pdf, tmp_path))
+    assert "PARTIAL analysis." in text
+    assert "Image analysis: not available: vision stage failed" in text
+    assert "Image-text fusion: not available: fusion stage failed" in text
+    assert "Heatmap not available: vision stage failed" in text
+    assert "tuberculosis" in text  # the text findings that did complete are still there
+    page = _page1(pdf, tmp_path)
+    assert _jet_blue(page).mean() < 0.001  # no heatmap drawn when there is none
+
+
+@needs_poppler
+def test_failed_pdf_still_renders_with_every_part_missing(complete: Sample, tmp_path: Path) -> None:
+    result = partial(complete[0], "vision", "nlp", "fusion")
+    result["overall_status"] = "FAILED"
+    result["report_text"] = ""
+    text = _words(_text(render_pdf(result), tmp_path))
+    assert "FAILED analysis." in text
+    assert text.count("not available") >= 4
+    assert "No risk level could be computed" in text
+    assert _words(DISCLAIMER) in text
+
+
+@needs_poppler
+def test_user_text_is_printed_literally(complete: Sample, tmp_path: Path) -> None:
+    result = copy.deepcopy(complete[0])
+    result["patient_ref"] = "<b>A&B</b>"
+    result["report_text"] = "Opacity <i>not</i> seen & 2 < 3."
+    text = _words(_text(render_pdf(result), tmp_path))
+    assert "<b>A&B</b>" in text
+    assert "Opacity <i>not</i> seen & 2 < 3." in text
+
+
+def test_same_result_gives_the_same_bytes(complete: Sample) -> None:
+    assert render_pdf(complete[0]) == render_pdf(copy.deepcopy(complete[0]))
+
+
+def test_pdf_is_at_most_two_pages(complete: Sample) -> None:
+    pdf = render_pdf(complete[0])
+    pages = re.findall(rb"/Type\s*/Page(?![A-Za-z])", pdf)
+    assert 1 <= len(pages) <= 2
+
+
+@needs_poppler
+def test_complete_pdf_lists_warnings(complete: Sample, tmp_path: Path) -> None:
+    result = copy.deepcopy(complete[0])
+    result["warnings"] = ["input: low contrast image"]
+    text = _words(_text(render_pdf(result), tmp_path))
+    assert "Warnings recorded during the analysis." in text
+    assert "input: low contrast image" in text
+    assert "not available" not in text

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backend.ml.vision import VisionScorer, load_scorer
+from backend.ml.vision.checkpoint import load_calibration, save_calibration
+
+from .conftest import MODEL_DIR, SHARED
+
+
+def test_onnx_matches_torch_within_a_tenth_of_a_point(tmp_path: Path, fixtures) -> None:
+    pytest.importorskip("onnxruntime")
+    torch_s = load_scorer(MODEL_DIR, backend="torch")
+    onnx_s = load_scorer(MODEL_DIR, backend="onnx", onnx_cache_dir=tmp_path)
+    assert onnx_s.backend == "onnx" and onnx_s.onnx_path().is_file()
+    assert onnx_s.weights_sha256[:8] in onnx_s.onnx_path().name or onnx_s.onnx_path().parent == tmp_path
+    images = [im for _, _, im in fixtures]
+    a, b = torch_s.score_batch(images), onnx_s.score_batch(images)
+    for ra, rb in zip(a, b, strict=True):
+        assert abs(ra.anomaly_score - rb.anomaly_score) <= 0.1
+        assert ra.risk_level == rb.risk_level or abs(ra.anomaly_score - ra.threshold) < 0.1
+        assert np.abs(ra.heatmap - rb.heatmap).max() < 0.02
+    # auto prefers ONNX Runtime on CPU and reuses the cached export.
+    auto = load_scorer(MODEL_DIR, backend="auto", onnx_cache_dir=tmp_path)
+    assert auto.backend == "onnx"
+
+
+def test_calibration_file_round_trip(tmp_path: Path) -> None:
+    patch_bank, pooled_bank = torch.randn(100, 152), torch.randn(20, 1280)
+    cal = {"stats": {"patch": {"mean": 1.5, "std": 0.25}}, "fusion": {"default": {"threshold": 42.0}}}
+    f = tmp_path / "site.cal"
+    sha = save_calibration(f, patch_bank, pooled_bank, cal)
+    pb, qb, cal2, sha2 = load_calibration(f)
+    assert cal2 == cal and sha2 == sha
+    assert torch.allclose(pb, patch_bank.half().float()) and torch.allclose(qb, pooled_bank.half().float())
+
+
+def _site_normals(dst: Path, n: int) -> Path:
+    """n training normals from cxr-dev standing in for a new site's normal images."""
+    dst.mkdir()
+    with (SHARED / "manifest.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "train" and r["label"] == "normal"]
+    for r in rows[-n:]:
+        shutil.copy(SHARED / "images" / f"{r['id']}.png", dst / f"{r['id']}.png")
+    return dst
+
+
+def test_site_calibration_refits_normal_and_is_used_by_the_scorer(tmp_path: Path, fixtures) -> None:
+    from training.vision.calibrate import calibrate_vision
+
+    if not (SHARED / "images").is_dir():
+        pytest.skip("cxr-dev images not available")
+    normals = _site_normals(tmp_path / "site", 60)
+    out = tmp_path / "site.cal"
+    summary = calibrate_vision(normals, out, model_dir=MODEL_DIR, progress=False)
+    patch_bank, pooled_bank, cal, _ = load_calibration(out)
+    assert cal["n_normals"] == 60 and pooled_bank.shape[0] == 60
+    assert 0 < cal["fusion"]["default"]["threshold"] < 100
+    assert cal["fusion"]["default"]["threshold"] == pytest.approx(summary["threshold"])
+    site = load_scorer(MODEL_DIR, calibration=out, backend="torch")
+    assert site.calibration["source"].startswith("site normals")
+    assert torch.equal(site.net.pooled_bank, torch.nn.functional.normalize(pooled_bank.float(), dim=1))
+    res = site.score_batch([im for _, _, im in fixtures])
+    assert all(r.threshold == pytest.approx(cal["fusion"]["default"]["threshold"]) for r in res)
+    # The environment variable route used by the service.
+    import os
+
+    os.environ["VISION_CALIBRATION"] = str(out)
+    try:
+        assert load_scorer(MODEL_DIR, backend="torch").calibration_sha256 == site.calibration_sha256
+    finally:
+        del os.environ["VISION_CALIBRATION"]
+
+
+def test_calibration_needs_fifty_normals(tmp_path: Path) -> None:
+    from training.vision.calibrate import calibrate_vision
+
+    if not (SHARED / "images").is_dir():
+        pytest.skip("cxr-dev images not available")
+    with pytest.raises(ValueError, match=">= 50"):
+        calibrate_vision(_site_normals(tmp_path / "few", 10), tmp_path / "x.cal", model_dir=MODEL_DIR)
+
+
+def test_calibration_for_other_weights_is_rejected(tmp_path: Path) -> None:
+    cal = {"weights_sha256": "0" * 64, "stats": {}, "fusion": {}}
+    f = tmp_path / "other.cal"
+    save_calibration(f, torch.randn(10, 152), torch.randn(10, 1280), cal)
+    with pytest.raises(ValueError, match="rerun `medsight calibrate vision`"):
+        load_scorer(MODEL_DIR, calibration=f, backend="torch")
+
+
+def test_natural_and_synthetic_non_xrays_are_flagged(scorer: VisionScorer, fixtures) -> None:
+    from sklearn.datasets import load_sample_images
+
+    photos = list(load_sample_images().images)  # colour photos (china.jpg, flower.jpg)
+    gray_photos = [np.asarray(p.mean(axis=2), np.uint8) for p in photos]
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:256, 0:256]
+    synthetic = [
+        rng.integers(0, 256, (256, 256), dtype=np.uint8),  # noise
+        ((xx + yy) / 2).astype(np.uint8),  # gradient
+        np.where(((xx // 32) + (yy // 32)) % 2 == 0, 230, 20).astype(np.uint8),  # checkerboard
+    ]
+    for r in scorer.score_batch(photos + gray_photos + synthetic):
+        assert not r.is_chest_xray, r.ood_score
+    assert all(r.is_chest_xray for r in scorer.score_batch([im for _, _, im in fixtures]))
