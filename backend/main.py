@@ -23,7 +23,10 @@ from backend.analysis.stages import StageDeps, default_stages
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from backend.api.routers import analysis as analysis_router
+from backend.api.routers import chat as chat_router
 from backend.api.routers import health as health_router
+from backend.api.routers import reports as reports_router
+from backend.api.routers import transcribe as transcribe_router
 from backend.config import REPO_ROOT, Settings, get_settings
 from backend.db.migrate import upgrade_database
 from backend.db.session import create_engine, create_sessionmaker
@@ -123,19 +126,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.medsight = state
         await state.queue.start()
         scheduler = _start_scheduler(state)
-        preload: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
         if settings.preload_models:
-            preload = asyncio.create_task(state.registry.preload())
-            preload.add_done_callback(_log_preload)
+            background.append(asyncio.create_task(state.registry.preload()))
+        if settings.corpus_autobuild:
+            from backend.chat.service import build_corpus_if_missing
+
+            background.append(asyncio.create_task(build_corpus_if_missing(state)))
+        for task in background:
+            task.add_done_callback(_log_background)
         logger.info("medsight started", extra={"version": __version__, "env": settings.environment})
         try:
             yield
         finally:
             scheduler.shutdown(wait=False)
-            if preload is not None and not preload.done():
-                preload.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await preload
+            for task in background:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             await state.queue.stop()
             await state.extras["batcher"].close()
             await state.registry.unload_all()
@@ -157,7 +166,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health_router.router)
+    app.include_router(transcribe_router.router)
     app.include_router(analysis_router.router)
+    app.include_router(chat_router.router)
+    app.include_router(reports_router.router)
     # Order: the last added runs first. Request ids wrap everything, so even a 413 has one.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.allowed_origins or settings.allowed_origin_regex:
@@ -176,9 +188,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _log_preload(task: asyncio.Task[None]) -> None:
+def _log_background(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        logger.error("model preload failed", exc_info=task.exception())
+        logger.error("background start-up task failed", exc_info=task.exception())
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.errors import AppError
+from backend.ml.registry import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _model_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("model unavailable: %s", exc)
+    return problem_response(
+        request,
+        503,
+        "A model this request needs is not available right now. Retry shortly.",
+        code="model_unavailable",
+        headers={"Retry-After": "30"},
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Full detail goes to the log (with the request id); the client gets none of it.
     logger.exception("unhandled error", extra={"path": request.url.path})
@@ -172,4 +184,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ModelUnavailableError, _model_unavailable)
     app.add_exception_handler(Exception, _unhandled)

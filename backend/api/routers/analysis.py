@@ -10,6 +10,7 @@ from backend.analysis import service
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
 from backend.api.schemas.analysis import AnalysisResultOut, AnalysisStatusOut, AnalyzeAccepted
+from backend.auth.ratelimit import rate_limit
 from backend.errors import PayloadTooLargeError
 
 router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
@@ -35,6 +36,7 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     response_model=AnalyzeAccepted,
     summary="Submit a chest X-ray (PNG, JPEG or DICOM) and optional symptoms for analysis",
     responses=problem_responses(400, 409, 413, 415, 422, 429),
+    dependencies=[rate_limit("analyze")],
 )
 async def submit(
     state: StateDep,

@@ -190,3 +190,20 @@ def test_result_without_any_time_is_rejected(complete: Sample) -> None:
     result["created_at"] = result["completed_at"] = None
     with pytest.raises(ValueError, match="created_at"):
         build_fhir_bundle(result)
+
+
+def test_nan_components_are_left_out_not_exported(complete: Sample) -> None:
+    result = copy.deepcopy(complete[0])
+    result["vision"]["components"]["published_fused"] = {"value": 61.2, "z": float("nan")}
+    bundle = build_fhir_bundle(result)
+    _roundtrip(bundle)
+    codes = {
+        c["code"]["coding"][0]["code"] for c in _observation(bundle, "anomaly-score")["component"]
+    }
+    assert "component-published_fused-value" in codes
+    assert "component-published_fused-z" not in codes
+
+
+def test_bad_base_url_is_rejected(complete: Sample) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        build_fhir_bundle(complete[0], base_url="fhir/")

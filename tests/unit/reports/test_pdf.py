@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +150,9 @@ def test_user_text_is_printed_literally(complete: Sample, tmp_path: Path) -> Non
     result = copy.deepcopy(complete[0])
     result["patient_ref"] = "<b>A&B</b>"
     result["report_text"] = "Opacity <i>not</i> seen & 2 < 3."
+    result["vision"]["components"]["published_fused"] = {"value": 61.2, "z": float("nan")}
     text = _words(_text(render_pdf(result), tmp_path))
+    assert "Fused score (published formula) 61.2 \u2013" in text
     assert "<b>A&B</b>" in text
     assert "Opacity <i>not</i> seen & 2 < 3." in text
 
@@ -171,3 +175,22 @@ def test_complete_pdf_lists_warnings(complete: Sample, tmp_path: Path) -> None:
     assert "Warnings recorded during the analysis." in text
     assert "input: low contrast image" in text
     assert "not available" not in text
+
+
+def test_concurrent_renders_match_sequential_ones(complete: Sample) -> None:
+    """The API renders in worker threads; ReportLab must not mix their documents."""
+    result = complete[0]
+    inputs = [result, partial(result, "vision"), partial(result, "nlp", "fusion")] * 2
+    expected = [render_pdf(r) for r in inputs]
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(render_pdf, inputs)) == expected
+
+
+@needs_poppler
+def test_undecodable_images_are_marked_not_fatal(complete: Sample, tmp_path: Path) -> None:
+    result = copy.deepcopy(complete[0])
+    truncated = base64.b64decode(result["vision"]["heatmap_base64"])[:200]
+    result["vision"]["heatmap_base64"] = base64.b64encode(truncated).decode()
+    text = _words(_text(render_pdf(result, original_png=b"DICM not a raster"), tmp_path))
+    assert "Heatmap not available: the heatmap image could not be decoded" in text
+    assert "78.4" in text  # the rest of the image analysis is still reported

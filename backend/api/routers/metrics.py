@@ -1,0 +1,43 @@
+"""`GET /metrics` in the Prometheus text format (the app's own registry, not the global one)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from backend.api.deps import StateDep
+from backend.api.errors import problem_response
+from backend.observability.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["operations"])
+
+
+def _metrics_token(state: StateDep) -> str:
+    token = getattr(state.settings, "metrics_token", None) or os.environ.get("METRICS_TOKEN")
+    return str(token or "")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, state: StateDep) -> Response:
+    """Queue depth, model state and device memory are read now; the rest accumulates."""
+    token = _metrics_token(state)
+    if token:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return problem_response(
+                request, 401, "Send Authorization: Bearer <METRICS_TOKEN>.", code="unauthorized"
+            )
+    registry: Metrics = request.app.state.metrics
+    try:
+        registry.set_queue_depth(await state.jobs.depth())
+    except Exception:  # noqa: BLE001 - a scrape still answers while the database is down
+        logger.warning("queue depth unavailable", exc_info=True)
+    registry.set_models(state.registry.state(), ready=state.registry.ready())
+    registry.set_device_memory()
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

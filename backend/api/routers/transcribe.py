@@ -1,0 +1,69 @@
+"""Voice input: transcribe spoken symptoms (Whisper tiny.en, offline)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, File, UploadFile
+from pydantic import BaseModel
+
+from backend.api.deps import OwnerDep, StateDep
+from backend.api.errors import problem_responses
+from backend.errors import AppError, PayloadTooLargeError
+from backend.ml.catalog import WHISPER
+
+router = APIRouter(prefix="/api/v1/analyze", tags=["voice"])
+
+MAX_AUDIO_BYTES = 10 * 1024 * 1024
+MAX_AUDIO_SECONDS = 120.0
+
+
+class Segment(BaseModel):
+    start: float
+    end: float
+    text: str
+
+
+class TranscriptionOut(BaseModel):
+    text: str
+    language: str
+    duration_s: float
+    segments: list[Segment]
+    warnings: list[str]
+
+
+@router.post(
+    "/transcribe",
+    response_model=TranscriptionOut,
+    summary="Transcribe spoken symptoms (wav, mp3, ogg/opus, webm, m4a; ≤ 10 MB, ≤ 120 s)",
+    responses=problem_responses(413, 415, 422, 429, 503),
+)
+async def transcribe(
+    audio: Annotated[UploadFile, File(description="Audio recording")],
+    state: StateDep,
+    owner: OwnerDep,
+) -> Any:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await audio.read(1024 * 1024):
+        size += len(chunk)
+        if size > MAX_AUDIO_BYTES:
+            raise PayloadTooLargeError(
+                "The recording exceeds the 10 MB limit.", code="audio_too_large"
+            )
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    transcriber = await state.registry.get(WHISPER)
+    from backend.ml.speech import AudioError
+
+    try:
+        result = await anyio.to_thread.run_sync(
+            lambda: transcriber.transcribe(
+                data, max_bytes=MAX_AUDIO_BYTES, max_seconds=MAX_AUDIO_SECONDS
+            ),
+            limiter=state.extras["inference_limiter"],
+        )
+    except AudioError as exc:
+        raise AppError(str(exc), status_code=exc.status_code, code=exc.code) from None
+    return result.to_dict()

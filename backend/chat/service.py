@@ -1,0 +1,122 @@
+"""Chat domain: the engine's lazy construction, the corpus's first build, saving turns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import anyio
+
+from backend.analysis.service import Owner
+from backend.db.models import ChatMessage
+from backend.db.session import transaction
+from backend.errors import ServiceUnavailableError
+from backend.ml.catalog import EMBEDDER
+from backend.state import AppState
+
+logger = logging.getLogger(__name__)
+
+
+class ChatUnavailableError(ServiceUnavailableError):
+    code = "chat_unavailable"
+
+
+async def get_chat_engine(state: AppState) -> Any:
+    """The chat engine, built once (retriever over the corpus + the tiered generators)."""
+    engine = state.extras.get("chat_engine")
+    if engine is not None:
+        return engine
+    lock: asyncio.Lock = state.extras.setdefault("chat_lock", asyncio.Lock())
+    async with lock:
+        engine = state.extras.get("chat_engine")
+        if engine is not None:
+            return engine
+        from backend.ml.rag import ChatEngine, corpus_exists, open_retriever
+
+        settings = state.settings
+        chroma_dir = settings.chroma_dir
+        assert chroma_dir is not None  # noqa: S101
+        building = state.extras.get("corpus_status", {}).get("state") == "building"
+        exists = await anyio.to_thread.run_sync(corpus_exists, chroma_dir, settings.chroma_url)
+        if not exists:
+            hint = (
+                "it is being built; retry in a minute"
+                if building
+                else ("run `medsight corpus build`")
+            )
+            raise ChatUnavailableError(
+                f"The knowledge base is not available yet: {hint}.",
+                headers={"Retry-After": "30"},
+            )
+        embedder = await state.registry.get(EMBEDDER)
+        retriever = await anyio.to_thread.run_sync(
+            lambda: open_retriever(chroma_dir, embedder, chroma_url=settings.chroma_url)
+        )
+        engine = ChatEngine(
+            retriever,
+            gemini_api_key=settings.gemini_api_key,
+            gemini_base_url=settings.gemini_base_url,
+            gemini_model=settings.gemini_model,
+            gemini_timeout_s=settings.gemini_timeout_s,
+            local_llm_path=settings.local_llm_path,
+        )
+        state.extras["chat_engine"] = engine
+        return engine
+
+
+async def build_corpus_if_missing(state: AppState) -> None:
+    """First start: fill the corpus in a thread while the service keeps answering."""
+    from backend.ml.rag import build_corpus, corpus_exists
+
+    settings = state.settings
+    chroma_dir = settings.chroma_dir
+    assert chroma_dir is not None  # noqa: S101
+    status: dict[str, Any] = {"ok": True, "state": "checking"}
+    state.extras["corpus_status"] = status
+    try:
+        if await anyio.to_thread.run_sync(corpus_exists, chroma_dir, settings.chroma_url):
+            status["state"] = "ready"
+            return
+        if not settings.corpus_data_dir.exists():
+            status["state"] = "missing"
+            status["detail"] = f"corpus source {settings.corpus_data_dir} not found"
+            return
+        status["state"] = "building"
+        embedder = await state.registry.get(EMBEDDER)
+
+        def progress(done: int, total: int) -> None:
+            status["progress"] = f"{done}/{total}"
+
+        stats = await anyio.to_thread.run_sync(
+            lambda: build_corpus(settings.corpus_data_dir, chroma_dir, embedder, progress=progress)
+        )
+        status.update(state="ready", stats=stats)
+    except Exception as exc:  # noqa: BLE001 - chat degrades; the service stays up
+        logger.exception("corpus build failed")
+        status.update(state="failed", detail=type(exc).__name__)
+
+
+async def save_turn(
+    state: AppState,
+    *,
+    owner: Owner,
+    conversation_id: str,
+    analysis_id: str | None,
+    question: str,
+    answer: str,
+    tier: str,
+    sources: list[dict[str, Any]],
+) -> None:
+    """Persist one completed question/answer pair."""
+    async with transaction(state.sessionmaker) as session:
+        common = {
+            "conversation_id": conversation_id,
+            "analysis_id": analysis_id,
+            "owner_id": owner.user_id,
+            "owner_key": owner.key,
+        }
+        session.add(ChatMessage(role="user", content=question, **common))
+        session.add(
+            ChatMessage(role="assistant", content=answer, tier=tier, sources=sources, **common)
+        )
