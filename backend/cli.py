@@ -247,10 +247,9 @@ def eval_retrieval(
     out: Annotated[Path, typer.Option(help="report.json path")],
 ) -> None:
     """Recall@1/5/10 and MRR for dense, BM25 and hybrid retrieval in one run."""
-    from training.rag import evaluate_retrieval as run
-
     from backend.config import get_settings
     from backend.ml.embeddings import load_minilm
+    from training.rag import evaluate_retrieval as run
 
     embedder = load_minilm(model_path=get_settings().embedding_model)
     _echo_json(run(questions, abstracts, out, embedder=embedder))
@@ -282,6 +281,37 @@ def corpus_build(
     )
     bar.close()
     _echo_json(stats)
+
+
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit chain; exits 1 if any row was edited or removed."""
+    from backend.auth.audit import verify_audit_chain
+    from backend.config import get_settings
+
+    report = verify_audit_chain(get_settings().database_url)
+    _echo_json(report)
+    if not report.get("ok"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Jobs at a time in this process")] = 1,
+    pool: Annotated[str, typer.Option(help="solo | threads | prefork")] = "solo",
+    hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on this port")] = None,
+) -> None:
+    """Run a Celery worker (QUEUE_BACKEND=celery, REDIS_URL) that loads its models once."""
+    from backend.jobs.worker import run_worker
+
+    raise typer.Exit(
+        run_worker(concurrency=concurrency, pool=pool, hostname=hostname, metrics_port=metrics_port)
+    )
 
 
 def main() -> None:

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     max_symptoms_chars: int = 5000
 
     # --- auth and limits -----------------------------------------------------------------
+    # Production always requires sign-in; elsewhere anonymous use works unless this is true.
+    auth_required: bool = False
     jwt_issuer: str = "medsight"
     jwt_audience: str = "medsight-api"
     access_token_ttl_minutes: int = 15

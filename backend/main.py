@@ -106,10 +106,14 @@ def _start_scheduler(state: AppState) -> Any:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from backend.analysis.maintenance import purge_expired, requeue_stale
+    from backend.auth.maintenance import purge_expired_auth_state
 
     scheduler = AsyncIOScheduler(timezone="UTC")
     scheduler.add_job(requeue_stale, "interval", seconds=30, args=[state], id="requeue_stale")
     scheduler.add_job(purge_expired, "interval", hours=6, args=[state], id="purge_expired")
+    scheduler.add_job(
+        purge_expired_auth_state, "interval", hours=1, args=[state.sessionmaker], id="purge_auth"
+    )
     scheduler.start()
     return scheduler
 
@@ -165,6 +169,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
+    from backend.auth import install_auth
+
+    install_auth(app, settings)
     app.include_router(health_router.router)
     app.include_router(transcribe_router.router)
     app.include_router(analysis_router.router)

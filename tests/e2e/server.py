@@ -103,6 +103,9 @@ def make_env(data_dir: Path, database_url: str | None = None, **extra: str) -> d
             "DATABASE_URL": database_url or f"sqlite+aiosqlite:///{data_dir / 'e2e.db'}",
             "LOG_LEVEL": "WARNING",
             "CORPUS_AUTOBUILD": "false",
+            # Anonymous uploads from 127.0.0.1 share one bucket; the limit has its own tests.
+            "RATE_LIMIT_ANALYZE": "100000/hour",
+            "RATE_LIMIT_CHAT": "100000/hour",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -10,6 +10,8 @@ from backend.analysis import service
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
 from backend.api.schemas.analysis import AnalysisResultOut, AnalysisStatusOut, AnalyzeAccepted
+from backend.auth.audit import record_audit
+from backend.auth.dependencies import ClientIP
 from backend.auth.ratelimit import rate_limit
 from backend.errors import PayloadTooLargeError
 
@@ -42,6 +44,7 @@ async def submit(
     state: StateDep,
     session: SessionDep,
     owner: OwnerDep,
+    ip: ClientIP,
     response: Response,
     image: Annotated[UploadFile, File(description="Chest X-ray: PNG, JPEG or DICOM")],
     symptoms: Annotated[str | None, Form(description="Free-text symptoms (≤ 5,000 chars)")] = None,
@@ -63,6 +66,15 @@ async def submit(
     )
     if submitted.created:
         await state.queue.enqueue(submitted.job_id)
+        await record_audit(
+            session,
+            actor_id=owner.user_id,
+            action="analysis.submitted",
+            resource_type="analysis",
+            resource_id=submitted.analysis_id,
+            client_ip=ip,
+            details={"task_id": submitted.job_id},
+        )
     else:
         response.headers["Idempotent-Replay"] = "true"
     ahead = await state.jobs.queued_ahead(submitted.job_id) if submitted.status == "queued" else 0
@@ -108,9 +120,20 @@ async def get_status(
     summary="The result of a finished analysis",
     responses=problem_responses(404, 409),
 )
-async def get_result(session_id: str, session: SessionDep, owner: OwnerDep) -> dict[str, Any]:
+async def get_result(
+    session_id: str, session: SessionDep, owner: OwnerDep, ip: ClientIP
+) -> dict[str, Any]:
     analysis = await service.get_analysis(session, owner, session_id)
-    return service.finished_result(analysis)
+    result = service.finished_result(analysis)
+    await record_audit(
+        session,
+        actor_id=owner.user_id,
+        action="result.read",
+        resource_type="analysis",
+        resource_id=analysis.id,
+        client_ip=ip,
+    )
+    return result
 
 
 @router.delete(
@@ -120,9 +143,20 @@ async def get_result(session_id: str, session: SessionDep, owner: OwnerDep) -> d
     summary="Cancel a queued analysis",
     responses=problem_responses(404, 409),
 )
-async def cancel(task_id: str, session: SessionDep, owner: OwnerDep) -> AnalysisStatusOut:
+async def cancel(
+    task_id: str, session: SessionDep, owner: OwnerDep, ip: ClientIP
+) -> AnalysisStatusOut:
     await service.cancel_job(session, owner, task_id)
     job, analysis = await service.get_job_and_analysis(session, owner, task_id)
+    await record_audit(
+        session,
+        actor_id=owner.user_id,
+        action="analysis.cancelled",
+        resource_type="analysis",
+        resource_id=analysis.id,
+        client_ip=ip,
+        details={"task_id": task_id},
+    )
     return AnalysisStatusOut(
         task_id=job.id,
         session_id=analysis.id,

@@ -28,6 +28,8 @@ from backend.errors import ServiceUnavailableError
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 _LOGIN_LIMIT = [rate_limit("login", per="address")]
+# Query values that reach the database: printable ASCII only (PostgreSQL text cannot hold NUL).
+_PRINTABLE = r"^[\x21-\x7e]+$"
 
 
 def user_out(user: User) -> UserOut:
@@ -99,8 +101,8 @@ async def login(
     responses=problem_responses(401, 422, 429),
 )
 async def token(
-    username: Annotated[str, Form(min_length=1, max_length=320)],
-    password: Annotated[str, Form(min_length=1, max_length=1024)],
+    username: Annotated[str, Form(min_length=1, max_length=320, pattern=r"^[^\x00-\x1f]+$")],
+    password: Annotated[str, Form(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f]+$")],
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
@@ -171,7 +173,11 @@ async def google_start(
     settings: SettingsDep,
     return_to: Annotated[
         str | None,
-        Query(max_length=1000, description="Where to send the one-time code (allowed origin)"),
+        Query(
+            max_length=1000,
+            pattern=_PRINTABLE,
+            description="Where to send the one-time code (an allowed origin)",
+        ),
     ] = None,
 ) -> RedirectResponse:
     client = _google_client(request, settings)
@@ -207,9 +213,9 @@ async def google_callback(
     session: SessionDep,
     settings: SettingsDep,
     ip: ClientIP,
-    state: Annotated[str | None, Query(max_length=256)] = None,
-    code: Annotated[str | None, Query(max_length=2048)] = None,
-    error: Annotated[str | None, Query(max_length=256)] = None,
+    state: Annotated[str | None, Query(max_length=256, pattern=_PRINTABLE)] = None,
+    code: Annotated[str | None, Query(max_length=2048, pattern=_PRINTABLE)] = None,
+    error: Annotated[str | None, Query(max_length=256, pattern=_PRINTABLE)] = None,
 ) -> Response:
     client = _google_client(request, settings)
     try:

@@ -7,17 +7,18 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from backend import DISCLAIMER
 from backend.analysis import service as analysis_service
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
+from backend.auth.ratelimit import rate_limit
 from backend.chat.service import ChatUnavailableError, get_chat_engine, save_turn
 from backend.db.base import new_id
 from backend.db.models import ChatMessage
@@ -30,14 +31,26 @@ HEARTBEAT_S = 10.0
 HISTORY_TURNS = 6
 
 
+_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
 class ChatRequest(BaseModel):
     message: str = Field(min_length=1, max_length=2000, description="The question")
     session_id: str | None = Field(
-        default=None, max_length=64, description="Analysis session the question is about"
+        default=None, pattern=_ID_PATTERN, description="Analysis session the question is about"
     )
     conversation_id: str | None = Field(
-        default=None, max_length=64, description="Continue a conversation (default: new)"
+        default=None, pattern=_ID_PATTERN, description="Continue a conversation (default: new)"
     )
+
+    @field_validator("message")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(ord(ch) < 32 and ch not in "\n\r\t" for ch in value):
+            raise ValueError("message must not contain control characters")
+        if not value.strip():
+            raise ValueError("message must not be blank")
+        return value
 
 
 class ChatTurn(BaseModel):
@@ -63,6 +76,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
         },
         **problem_responses(404, 422, 429, 503),
     },
+    dependencies=[rate_limit("chat")],
 )
 async def chat(
     body: ChatRequest, request: Request, state: StateDep, session: SessionDep, owner: OwnerDep
@@ -159,7 +173,11 @@ async def chat(
     summary="The saved turns of a conversation",
     responses=problem_responses(404),
 )
-async def messages(conversation_id: str, session: SessionDep, owner: OwnerDep) -> list[ChatTurn]:
+async def messages(
+    conversation_id: Annotated[str, Path(pattern=_ID_PATTERN)],
+    session: SessionDep,
+    owner: OwnerDep,
+) -> list[ChatTurn]:
     rows = (
         await session.execute(
             select(ChatMessage)

@@ -38,6 +38,12 @@ async def metrics(request: Request, state: StateDep) -> Response:
         registry.set_queue_depth(await state.jobs.depth())
     except Exception:  # noqa: BLE001 - a scrape still answers while the database is down
         logger.warning("queue depth unavailable", exc_info=True)
+    broker_depth = getattr(state.queue, "broker_depth", None)
+    if broker_depth is not None:
+        try:
+            registry.broker_messages.set(float(await broker_depth()))
+        except Exception:  # noqa: BLE001
+            logger.warning("broker queue length unavailable", exc_info=True)
     registry.set_models(state.registry.state(), ready=state.registry.ready())
     registry.set_device_memory()
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

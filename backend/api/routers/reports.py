@@ -13,6 +13,8 @@ from fastapi import APIRouter, Header, Request, Response
 from backend.analysis import service as analysis_service
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
+from backend.auth.audit import record_audit
+from backend.auth.dependencies import ClientIP
 from backend.state import AppState
 
 router = APIRouter(prefix="/api/v1/report", tags=["reports"])
@@ -56,10 +58,20 @@ async def pdf_report(
     state: StateDep,
     session: SessionDep,
     owner: OwnerDep,
+    ip: ClientIP,
     if_none_match: str | None = Header(default=None),
 ) -> Response:
     analysis = await analysis_service.get_analysis(session, owner, session_id)
     result = analysis_service.finished_result(analysis)
+    await record_audit(
+        session,
+        actor_id=owner.user_id,
+        action="report.read",
+        resource_type="analysis",
+        resource_id=analysis.id,
+        client_ip=ip,
+        details={"format": "pdf"},
+    )
     etag = _etag(result, "pdf", state.pipeline.code_version)
     headers = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
     if _not_modified(if_none_match, etag):
@@ -94,10 +106,24 @@ async def pdf_report(
     },
 )
 async def fhir_report(
-    session_id: str, request: Request, state: StateDep, session: SessionDep, owner: OwnerDep
+    session_id: str,
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    owner: OwnerDep,
+    ip: ClientIP,
 ) -> Response:
     analysis = await analysis_service.get_analysis(session, owner, session_id)
     result = analysis_service.finished_result(analysis)
+    await record_audit(
+        session,
+        actor_id=owner.user_id,
+        action="report.read",
+        resource_type="analysis",
+        resource_id=analysis.id,
+        client_ip=ip,
+        details={"format": "fhir"},
+    )
     from backend.reports.fhir import build_fhir_bundle
 
     bundle = await anyio.to_thread.run_sync(lambda: build_fhir_bundle(result))

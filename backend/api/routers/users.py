@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from backend.api.deps import CurrentUser, SessionDep, StateDep, TokenUser, require_scope
 from backend.api.errors import problem_responses
@@ -99,9 +99,11 @@ async def delete_me(user: TokenUser, state: StateDep, session: SessionDep, ip: C
     responses=problem_responses(401, 403, 422),
 )
 async def create_api_key(
-    body: ApiKeyCreateIn, user: TokenUser, session: SessionDep
+    body: ApiKeyCreateIn, user: TokenUser, session: SessionDep, ip: ClientIP
 ) -> ApiKeyCreatedOut:
-    created = await api_keys.create_key(session, user, name=body.name, scopes=list(body.scopes))
+    created = await api_keys.create_key(
+        session, user, name=body.name, scopes=list(body.scopes), client_ip=ip
+    )
     return ApiKeyCreatedOut(**_key_out(created.row).model_dump(), key=created.secret)
 
 
@@ -121,5 +123,10 @@ async def list_api_keys(user: TokenUser, session: SessionDep) -> list[ApiKeyOut]
     summary="Revoke an API key",
     responses=problem_responses(401, 403, 404),
 )
-async def revoke_api_key(key_id: str, user: TokenUser, session: SessionDep) -> ApiKeyOut:
-    return _key_out(await api_keys.revoke_key(session, user, key_id))
+async def revoke_api_key(
+    key_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9-]+$")],
+    user: TokenUser,
+    session: SessionDep,
+    ip: ClientIP,
+) -> ApiKeyOut:
+    return _key_out(await api_keys.revoke_key(session, user, key_id, client_ip=ip))

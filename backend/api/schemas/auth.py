@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -20,6 +20,22 @@ def _email(value: str) -> str:
     return value.lower()
 
 
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC, so say so on the wire.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def _printable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no name, email or secret needs control characters.
+    if any(ord(ch) < 0x20 and ch not in "\t" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+NoControl = AfterValidator(_printable)
 Email = Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_email)]
 
 
@@ -27,27 +43,29 @@ class RegisterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: Email
-    password: str = Field(min_length=1, max_length=1024, description="At least 10 characters")
-    full_name: str = Field(default="", max_length=200)
+    password: Annotated[
+        str, Field(min_length=1, max_length=1024, description="At least 10 characters"), NoControl
+    ]
+    full_name: Annotated[str, Field(max_length=200), NoControl] = ""
 
 
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
+    email: Annotated[str, Field(min_length=1, max_length=320), NoControl]
+    password: Annotated[str, Field(min_length=1, max_length=1024), NoControl]
 
 
 class RefreshIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: Annotated[str, Field(min_length=1, max_length=4096), NoControl]
 
 
 class CodeExchangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1, max_length=256)
+    code: Annotated[str, Field(min_length=1, max_length=256), NoControl]
 
 
 class TokenPairOut(BaseModel):
@@ -68,7 +86,7 @@ class UserOut(BaseModel):
     id: str
     email: str
     full_name: str
-    created_at: datetime
+    created_at: UtcDatetime
     has_password: bool
     google_linked: bool
 
@@ -76,7 +94,7 @@ class UserOut(BaseModel):
 class ApiKeyCreateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="", max_length=100)
+    name: Annotated[str, Field(max_length=100), NoControl] = ""
     scopes: list[Scope] = Field(min_length=1, max_length=4)
 
 
@@ -85,9 +103,9 @@ class ApiKeyOut(BaseModel):
     name: str
     prefix: str
     scopes: list[str]
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDatetime
+    last_used_at: UtcDatetime | None
+    revoked_at: UtcDatetime | None
 
 
 class ApiKeyCreatedOut(ApiKeyOut):
@@ -96,7 +114,7 @@ class ApiKeyCreatedOut(ApiKeyOut):
 
 class SessionItemOut(BaseModel):
     session_id: str
-    created_at: datetime
+    created_at: UtcDatetime
     status: str
     overall_status: str | None
     anomaly_score: float | None
@@ -106,7 +124,7 @@ class SessionItemOut(BaseModel):
 
 class TrendPointOut(BaseModel):
     session_id: str
-    created_at: datetime
+    created_at: UtcDatetime
     anomaly_score: float
     risk_level: str | None
 

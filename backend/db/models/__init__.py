@@ -2,7 +2,19 @@
 
 from backend.db.models.analysis import Analysis, Job
 from backend.db.models.audit import AuditEvent
+from backend.db.models.auth import LoginThrottle, OAuthCode, OAuthState, RefreshToken
 from backend.db.models.chat import ChatMessage
 from backend.db.models.user import ApiKey, User
 
-__all__ = ["Analysis", "ApiKey", "AuditEvent", "ChatMessage", "Job", "User"]
+__all__ = [
+    "Analysis",
+    "ApiKey",
+    "AuditEvent",
+    "ChatMessage",
+    "Job",
+    "LoginThrottle",
+    "OAuthCode",
+    "OAuthState",
+    "RefreshToken",
+    "User",
+]

@@ -1,0 +1,110 @@
+"""Who is calling: resolve a bearer token or API key to a user, and decide the resource owner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.analysis.service import Owner
+from backend.auth.api_keys import authenticate_key
+from backend.auth.scopes import required_scope
+from backend.auth.tokens import decode_token, invalid_token
+from backend.config import Settings
+from backend.db.models import RefreshToken, User
+from backend.errors import ForbiddenError, UnauthorizedError
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated user (None: anonymous) and how they authenticated."""
+
+    user: User | None
+    via: Literal["token", "api_key", "anonymous"]
+    scopes: frozenset[str] | None = None  # None: every scope (a user's own token)
+    family_id: str | None = None  # refresh family behind an access token (for logout)
+    api_key_id: str | None = None
+
+    @classmethod
+    def anonymous(cls) -> Caller:
+        return cls(user=None, via="anonymous")
+
+
+def auth_required(settings: Settings) -> bool:
+    """Production always; elsewhere only when AUTH_REQUIRED=true (anonymous use otherwise)."""
+    if settings.is_production:
+        return True
+    return bool(getattr(settings, "auth_required", False))
+
+
+def unauthenticated() -> UnauthorizedError:
+    return UnauthorizedError(
+        "Sign in first: send `Authorization: Bearer <access token>` or `X-API-Key`.",
+        code="not_authenticated",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def user_from_access_token(
+    session: AsyncSession, settings: Settings, token: str
+) -> tuple[User, str]:
+    claims = decode_token(settings, token, expected="access")
+    user = await session.get(User, claims.subject)
+    if user is None or not user.is_active:
+        raise invalid_token("The token's account no longer exists or is disabled.")
+    # Logout and refresh-token replay revoke the whole family, access tokens included.
+    revoked = await session.scalar(
+        select(RefreshToken.jti)
+        .where(RefreshToken.family_id == claims.family_id, RefreshToken.revoked_at.is_not(None))
+        .limit(1)
+    )
+    if revoked is not None:
+        raise invalid_token("This session was signed out.", "session_revoked")
+    return user, claims.family_id
+
+
+async def resolve_caller(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    bearer: str | None,
+    api_key: str | None,
+) -> Caller:
+    """Credentials that are sent must be valid (401 otherwise); none sent: anonymous."""
+    if bearer and api_key:
+        raise UnauthorizedError(
+            "Send either a bearer token or an API key, not both.", code="ambiguous_credentials"
+        )
+    if api_key:
+        user, key = await authenticate_key(session, api_key)
+        return Caller(user=user, via="api_key", scopes=frozenset(key.scopes), api_key_id=key.id)
+    if bearer:
+        user, family = await user_from_access_token(session, settings, bearer)
+        return Caller(user=user, via="token", family_id=family)
+    return Caller.anonymous()
+
+
+def owner_for(caller: Caller, settings: Settings, *, method: str, route_path: str) -> Owner:
+    """The owner whose resources this request may touch; 401/403 when it may touch none."""
+    if caller.user is None:
+        if auth_required(settings):
+            raise unauthenticated()
+        return Owner.anonymous()
+    if caller.scopes is not None:
+        check_scope(caller, required_scope(method, route_path))
+    return Owner(user_id=caller.user.id, key=caller.user.id)
+
+
+def check_scope(caller: Caller, scope: str | None) -> None:
+    if caller.scopes is None:
+        return
+    if scope is None:
+        raise ForbiddenError("API keys cannot be used for this operation.", code="api_key_refused")
+    if scope not in caller.scopes:
+        raise ForbiddenError(
+            f"This API key lacks the `{scope}` scope.",
+            code="insufficient_scope",
+            extra={"required_scope": scope},
+        )

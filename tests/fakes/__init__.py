@@ -1,0 +1,1 @@
+"""Local stand-ins for external services (they speak the real wire protocols)."""

@@ -1,0 +1,51 @@
+"""Expired auth state is purged; live state is kept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from backend.auth.maintenance import purge_expired_auth_state
+from backend.db.base import new_id, utcnow
+from backend.db.models import LoginThrottle, OAuthState, RefreshToken
+from backend.db.session import transaction
+from tests.security.conftest import client_for, fresh_peer, register_and_login
+
+
+async def test_purge_drops_expired_and_keeps_live_state(app: FastAPI) -> None:
+    factory = app.state.medsight.sessionmaker
+    async with client_for(app, fresh_peer()) as client:
+        user = await register_and_login(client)
+    now = utcnow()
+    old, live, fam = new_id(), new_id(), new_id()
+    async with transaction(factory) as session:
+        session.add(
+            RefreshToken(jti=old, user_id=user["id"], family_id=fam, expires_at=now - timedelta(1))
+        )
+        session.add(
+            RefreshToken(jti=live, user_id=user["id"], family_id=fam, expires_at=now + timedelta(1))
+        )
+        session.add(
+            OAuthState(
+                state=old,
+                code_verifier="v",
+                nonce="n",
+                redirect_uri="http://x",
+                expires_at=now - timedelta(minutes=1),
+            )
+        )
+        session.add(LoginThrottle(key=f"ip:{old}", failures=3, last_failure_at=now - timedelta(2)))
+        session.add(LoginThrottle(key=f"ip:{live}", failures=3, last_failure_at=now))
+    counts = await purge_expired_auth_state(factory)
+    assert counts["refresh_tokens"] >= 1 and counts["oauth_states"] >= 1
+    async with factory() as session:
+        assert await session.get(RefreshToken, old) is None
+        assert await session.get(RefreshToken, live) is not None
+        assert await session.get(OAuthState, old) is None
+        assert await session.get(LoginThrottle, f"ip:{old}") is None
+        assert await session.get(LoginThrottle, f"ip:{live}") is not None
+    # The user's real session still works.
+    async with client_for(app, fresh_peer()) as client:
+        r = await client.post("/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]})
+        assert r.status_code == 200
