@@ -11,58 +11,58 @@ import anyio
 from backend.analysis.service import Owner
 from backend.db.models import ChatMessage
 from backend.db.session import transaction
-from backend.errors import ServiceUnavailableError
 from backend.ml.catalog import EMBEDDER
 from backend.state import AppState
 
 logger = logging.getLogger(__name__)
 
 
-class ChatUnavailableError(ServiceUnavailableError):
-    code = "chat_unavailable"
-
-
 async def get_chat_engine(state: AppState) -> Any:
-    """The chat engine, built once (retriever over the corpus + the tiered generators)."""
-    engine = state.extras.get("chat_engine")
-    if engine is not None:
-        return engine
+    """The chat engine, built once; its retriever is attached as soon as the corpus exists.
+
+    While the corpus is missing or still building, the engine answers questions about the
+    analysis and refuses knowledge questions it cannot ground (weak retrieval).
+    """
     lock: asyncio.Lock = state.extras.setdefault("chat_lock", asyncio.Lock())
+    engine = state.extras.get("chat_engine")
+    if engine is not None and engine.retriever is not None:
+        return engine
     async with lock:
         engine = state.extras.get("chat_engine")
-        if engine is not None:
-            return engine
-        from backend.ml.rag import ChatEngine, corpus_exists, open_retriever
+        if engine is None:
+            from backend.ml.rag import ChatEngine
 
-        settings = state.settings
-        chroma_dir = settings.chroma_dir
-        assert chroma_dir is not None  # noqa: S101
-        building = state.extras.get("corpus_status", {}).get("state") == "building"
-        exists = await anyio.to_thread.run_sync(corpus_exists, chroma_dir, settings.chroma_url)
-        if not exists:
-            hint = (
-                "it is being built; retry in a minute"
-                if building
-                else ("run `medsight corpus build`")
+            settings = state.settings
+            engine = ChatEngine(
+                None,
+                gemini_api_key=settings.gemini_api_key,
+                gemini_base_url=settings.gemini_base_url,
+                gemini_model=settings.gemini_model,
+                gemini_timeout_s=settings.gemini_timeout_s,
+                local_llm_path=settings.local_llm_path,
+                limiter=state.extras.get("inference_limiter"),
             )
-            raise ChatUnavailableError(
-                f"The knowledge base is not available yet: {hint}.",
-                headers={"Retry-After": "30"},
-            )
-        embedder = await state.registry.get(EMBEDDER)
-        retriever = await anyio.to_thread.run_sync(
-            lambda: open_retriever(chroma_dir, embedder, chroma_url=settings.chroma_url)
-        )
-        engine = ChatEngine(
-            retriever,
-            gemini_api_key=settings.gemini_api_key,
-            gemini_base_url=settings.gemini_base_url,
-            gemini_model=settings.gemini_model,
-            gemini_timeout_s=settings.gemini_timeout_s,
-            local_llm_path=settings.local_llm_path,
-        )
-        state.extras["chat_engine"] = engine
+            state.extras["chat_engine"] = engine
+        if engine.retriever is None:
+            await attach_retriever(state, engine)
         return engine
+
+
+async def attach_retriever(state: AppState, engine: Any) -> None:
+    """Open the retriever if the corpus exists (blocking work runs in a thread)."""
+    from backend.ml.rag import corpus_exists, open_retriever
+
+    settings = state.settings
+    chroma_dir = settings.chroma_dir
+    assert chroma_dir is not None  # noqa: S101
+    if state.extras.get("corpus_status", {}).get("state") == "building":
+        return
+    if not await anyio.to_thread.run_sync(corpus_exists, chroma_dir, settings.chroma_url):
+        return
+    embedder = await state.registry.get(EMBEDDER)
+    engine.retriever = await anyio.to_thread.run_sync(
+        lambda: open_retriever(chroma_dir, embedder, chroma_url=settings.chroma_url)
+    )
 
 
 async def build_corpus_if_missing(state: AppState) -> None:
@@ -92,6 +92,9 @@ async def build_corpus_if_missing(state: AppState) -> None:
             lambda: build_corpus(settings.corpus_data_dir, chroma_dir, embedder, progress=progress)
         )
         status.update(state="ready", stats=stats)
+        engine = state.extras.get("chat_engine")
+        if engine is not None and engine.retriever is None:
+            await attach_retriever(state, engine)
     except Exception as exc:  # noqa: BLE001 - chat degrades; the service stays up
         logger.exception("corpus build failed")
         status.update(state="failed", detail=type(exc).__name__)

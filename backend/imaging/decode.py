@@ -75,7 +75,7 @@ def _decode_raster(data: bytes, fmt: str, limits: ImageLimits) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             _check_pixels(img.width, img.height, limits)
             img = ImageOps.exif_transpose(img)
             img.load()
@@ -156,7 +156,7 @@ def window_to_uint8(
 def _decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=False)

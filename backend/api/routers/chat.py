@@ -19,7 +19,7 @@ from backend.analysis import service as analysis_service
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
 from backend.auth.ratelimit import rate_limit
-from backend.chat.service import ChatUnavailableError, get_chat_engine, save_turn
+from backend.chat.service import get_chat_engine, save_turn
 from backend.db.base import new_id
 from backend.db.models import ChatMessage
 
@@ -99,7 +99,7 @@ async def chat(
         )
     ).all()
     history = [(str(r[0]), str(r[1])) for r in reversed(rows)]
-    engine = await get_chat_engine(state)  # raises ChatUnavailableError → 503
+    engine = await get_chat_engine(state)
     # The request's DB session is released before streaming; the generator opens its own.
     await session.commit()
 
@@ -214,5 +214,3 @@ def _slim(result: dict[str, Any] | None) -> dict[str, Any] | None:
         slim["vision"] = {k: v for k, v in slim["vision"].items() if k != "heatmap_base64"}
     return slim
 
-
-__all__ = ["ChatUnavailableError", "router"]
