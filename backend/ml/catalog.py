@@ -45,10 +45,21 @@ def register_default_models(registry: ModelRegistry, settings: Settings) -> None
     registry.register(
         ModelSpec(VISION, load_vision, priority=1, est_cpu_mb=250, est_gpu_mb=300, required=True)
     )
+    # Analyses with symptoms need the NLP model (and its embedder): both gate readiness.
     registry.register(
-        ModelSpec(EMBEDDER, load_embedder, priority=2, est_cpu_mb=120, est_gpu_mb=150)
+        ModelSpec(
+            EMBEDDER, load_embedder, priority=2, est_cpu_mb=120, est_gpu_mb=150, required=True
+        )
     )
     registry.register(
-        ModelSpec(NLP, load_nlp, priority=2, est_cpu_mb=300, depends_on=(EMBEDDER,), device="cpu")
+        ModelSpec(
+            NLP,
+            load_nlp,
+            priority=2,
+            est_cpu_mb=300,
+            depends_on=(EMBEDDER,),
+            device="cpu",
+            required=True,
+        )
     )
     registry.register(ModelSpec(WHISPER, load_whisper, priority=3, est_cpu_mb=150, device="cpu"))
