@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+PYTEST_ARGS ?=
 
 .PHONY: run test install install-dev lint format migrate check bench clean
 
@@ -29,7 +30,7 @@ run: install
 
 ## Set up and run the test suite (PostgreSQL too when MEDSIGHT_TEST_DATABASE_URL is set).
 test: install-dev
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

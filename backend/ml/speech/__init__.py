@@ -1,4 +1,11 @@
-"""Speech-to-text for spoken symptoms: decode an upload safely, transcribe it with Whisper."""
+"""Speech-to-text for spoken symptoms: decode an upload safely, transcribe it with Whisper.
+
+`load_transcriber(settings.whisper_model)` once (registry), then `transcribe(bytes)` in a thread.
+Errors a client caused are `AudioError`s carrying `status_code` and `code`:
+NotAudioError 415 not_audio, AudioTooLargeError 413 audio_too_large, AudioTooLongError 422
+audio_too_long, AudioDecodeError 422 audio_unreadable. Silence is not an error: empty text and a
+warning. TranscriberLoadError is a server problem (bad WHISPER_MODEL), never a 4xx.
+"""
 
 from backend.ml.speech.decode import (
     DEFAULT_MAX_BYTES,

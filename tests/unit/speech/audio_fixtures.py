@@ -47,9 +47,12 @@ def read_wav(path: Path) -> tuple[npt.NDArray[np.float32], int]:
     return (pcm.astype(np.float32) / 32768.0), rate
 
 
-def encode(samples: npt.NDArray[np.float32], rate: int, container: str) -> bytes:
+def encode(
+    samples: npt.NDArray[np.float32], rate: int, container: str, codec_rate: int | None = None
+) -> bytes:
     """Encode mono float32 samples into `container` (see ENCODINGS) in memory."""
-    muxer, codec, codec_rate = ENCODINGS[container]
+    muxer, codec, default_rate = ENCODINGS[container]
+    codec_rate = codec_rate or default_rate
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=muxer) as out:
