@@ -105,9 +105,8 @@ def main() -> None:
     parser.add_argument("--n8", type=int, default=160, help="analyses across 8 clients")
     args = parser.parse_args()
     images = [p.read_bytes() for p in fixture_images()]
-    print(
-        f"# pipeline benchmark  {time.strftime('%Y-%m-%d %H:%M')}  {platform.processor() or platform.machine()}"
-    )
+    machine = platform.processor() or platform.machine()
+    print(f"# pipeline benchmark  {time.strftime('%Y-%m-%d %H:%M')}  {machine}")
     print("mode            p50 ms   p95 ms   analyses/s (8 clients)   peak RSS MB")
     results = {}
     for label, batch in (("batching off", 1), ("batching on", 8)):

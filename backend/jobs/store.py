@@ -28,6 +28,15 @@ class ClaimedJob:
     max_attempts: int
 
 
+@dataclass(frozen=True)
+class SpecificClaim:
+    """What happened when a worker asked for one named job."""
+
+    # claimed | taken_over | running_elsewhere | finished | missing | failed_for_good
+    outcome: str
+    job: ClaimedJob | None = None
+
+
 def worker_identity(tag: str = "") -> str:
     """host:pid[:tag] — lets a restarted process recognise jobs claimed by a dead one."""
     base = f"{socket.gethostname()}:{os.getpid()}"
@@ -178,6 +187,124 @@ class JobStore:
             )
         return int(count or 0)
 
+    # --- used by the Celery backend: a message names one job ------------------------------
+    async def claim_specific(
+        self, job_id: str, worker_id: str, *, takeover: bool, stale_after: timedelta
+    ) -> SpecificClaim:
+        """Claim the named job; with `takeover`, also a running one whose claimant is dead or stale.
+
+        The queued→running move and the takeover are both compare-and-set updates, so a duplicate
+        message (a re-send, a redelivery) can never run a job twice at the same time.
+        """
+        now = utcnow()
+        async with transaction(self.factory) as session:
+            row = (
+                await session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "queued")
+                    .values(
+                        status="running",
+                        claimed_by=worker_id,
+                        claimed_at=now,
+                        heartbeat_at=now,
+                        attempts=Job.attempts + 1,
+                    )
+                    .returning(Job.id, Job.analysis_id, Job.attempts, Job.max_attempts)
+                    .execution_options(synchronize_session=False)
+                )
+            ).first()
+            if row is not None:
+                await _mark_analysis_running(session, row.analysis_id)
+                return SpecificClaim(
+                    "claimed", ClaimedJob(row.id, row.analysis_id, row.attempts, row.max_attempts)
+                )
+            current = (
+                await session.execute(
+                    select(
+                        Job.status,
+                        Job.analysis_id,
+                        Job.attempts,
+                        Job.max_attempts,
+                        Job.claimed_by,
+                        Job.heartbeat_at,
+                    ).where(Job.id == job_id)
+                )
+            ).first()
+            if current is None:
+                return SpecificClaim("missing")
+            if current.status != "running":
+                return SpecificClaim("finished")
+            host = socket.gethostname()
+            dead = _is_abandoned(current.claimed_by, current.heartbeat_at, host, now, stale_after)
+            if not takeover or not dead:
+                return SpecificClaim("running_elsewhere")
+            if current.attempts >= current.max_attempts:
+                reason = f"worker {current.claimed_by} stopped during attempt {current.attempts}"
+                await _fail_for_good(session, job_id, current.analysis_id, reason, now)
+                logger.warning("job failed for good", extra={"job_id": job_id, "reason": reason})
+                return SpecificClaim("failed_for_good")
+            claimant = (
+                Job.claimed_by.is_(None)
+                if current.claimed_by is None
+                else Job.claimed_by == current.claimed_by
+            )
+            taken = (
+                await session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == job_id,
+                        Job.status == "running",
+                        Job.attempts == current.attempts,
+                        claimant,
+                    )
+                    .values(
+                        claimed_by=worker_id,
+                        claimed_at=now,
+                        heartbeat_at=now,
+                        attempts=Job.attempts + 1,
+                        last_error=f"worker {current.claimed_by} stopped during attempt "
+                        f"{current.attempts}",
+                    )
+                    .returning(Job.id, Job.analysis_id, Job.attempts, Job.max_attempts)
+                    .execution_options(synchronize_session=False)
+                )
+            ).first()
+            if taken is None:
+                return SpecificClaim("running_elsewhere")
+            await _mark_analysis_running(session, taken.analysis_id)
+            logger.warning(
+                "job taken over from a dead worker",
+                extra={"job_id": job_id, "previous": current.claimed_by, "worker": worker_id},
+            )
+            return SpecificClaim(
+                "taken_over",
+                ClaimedJob(taken.id, taken.analysis_id, taken.attempts, taken.max_attempts),
+            )
+
+    async def heartbeat(self, job_id: str, worker_id: str) -> bool:
+        """Refresh a running job's heartbeat; False when this worker no longer owns it."""
+        async with transaction(self.factory) as session:
+            result = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.claimed_by == worker_id)
+                .values(heartbeat_at=utcnow())
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def stale_queued(self, *, older_than: timedelta, limit: int = 500) -> list[str]:
+        """Ids of jobs queued and available for longer than `older_than` (oldest first)."""
+        cutoff = utcnow() - older_than
+        async with self.factory() as session:
+            rows = (
+                await session.execute(
+                    select(Job.id)
+                    .where(Job.status == "queued", Job.available_at <= cutoff)
+                    .order_by(Job.available_at, Job.created_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [str(r[0]) for r in rows]
+
 
 def _is_abandoned(
     claimed_by: str | None,
@@ -217,4 +344,12 @@ async def _fail_for_good(
             completed_at=now,
             progress=1.0,
         )
+    )
+
+
+async def _mark_analysis_running(session: AsyncSession, analysis_id: str) -> None:
+    await session.execute(
+        update(Analysis)
+        .where(Analysis.id == analysis_id, Analysis.status.in_(ACTIVE_ANALYSIS))
+        .values(status="running", stage="input", progress=0.0)
     )

@@ -29,7 +29,8 @@ async def test_load_smoke_has_no_errors(tmp_path: Path) -> None:
             seed=1,
             seed_timeout=120.0,
             request_timeout=20.0,
-            no_symptoms=True,  # keeps the text models out of a 5 s smoke run
+            no_symptoms=True,
+            warmup=0.0,  # keeps the text models out of a 5 s smoke run
         )
         report = await run(args, server.url, fixture_images()[0].read_bytes())
     finally:

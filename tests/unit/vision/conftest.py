@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from backend.ml.vision import VisionScorer, load_scorer
 ROOT = Path(__file__).resolve().parents[3]
 SHARED = ROOT.parent / "shared" / "data" / "cxr-dev"
 FIXTURES = SHARED / "fixtures"
-MODEL_DIR = ROOT / "models" / "vision" / "v1"
+MODEL_DIR = Path(os.environ.get("VISION_TEST_MODEL_DIR", ROOT / "models" / "vision" / "v1"))
 
 
 def _load(path: Path) -> np.ndarray:

@@ -19,7 +19,9 @@ def _randomised(scorer: VisionScorer) -> VisionScorer:
     with torch.no_grad():
         for m in net.backbone.modules():
             if isinstance(m, torch.nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / m.weight[0].numel()) ** 0.5)
+                m.weight.copy_(
+                    torch.randn(m.weight.shape, generator=gen) * (2.0 / m.weight[0].numel()) ** 0.5
+                )
     return _VS(net, scorer.metadata, calibration=scorer.calibration, backend="torch")
 
 
@@ -49,7 +51,9 @@ def _masked(im: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_masking_the_hottest_tenth_lowers_the_score_more_than_random_tenths(scorer: VisionScorer, fixtures) -> None:
+def test_masking_the_hottest_tenth_lowers_the_score_more_than_random_tenths(
+    scorer: VisionScorer, fixtures
+) -> None:
     rng = np.random.default_rng(0)
     top_drops, rand_drops = [], []
     for _, finding, im in fixtures:
@@ -65,5 +69,7 @@ def test_masking_the_hottest_tenth_lowers_the_score_more_than_random_tenths(scor
             y0, x0 = int(rng.integers(0, h - side_h)), int(rng.integers(0, w - side_w))
             m = np.zeros_like(hot)
             m[y0 : y0 + side_h, x0 : x0 + side_w] = True
-            rand_drops.append(r.anomaly_score - scorer.score_batch([_masked(im, m)])[0].anomaly_score)
+            rand_drops.append(
+                r.anomaly_score - scorer.score_batch([_masked(im, m)])[0].anomaly_score
+            )
     assert np.mean(top_drops) > np.mean(rand_drops), (top_drops, rand_drops)

@@ -26,7 +26,15 @@ def test_tampered_weights_fail_to_load_with_a_clear_error(tmp_path: Path) -> Non
 
 def test_metadata_records_what_the_scorer_needs() -> None:
     meta = json.loads((MODEL_DIR / "metadata.json").read_text())
-    for key in ("backbone", "input_size", "dims", "calibration", "training", "metrics", "weights_sha256"):
+    for key in (
+        "backbone",
+        "input_size",
+        "dims",
+        "calibration",
+        "training",
+        "metrics",
+        "weights_sha256",
+    ):
         assert key in meta
     cal = meta["calibration"]
     assert set(cal["stats"]) >= {"patch", "knn", "recon", "kl", "vit"}
@@ -47,4 +55,8 @@ def test_vgg16_refuses_to_serve_random_weights(tmp_path: Path) -> None:
     assert bb.weights_source == "file:vgg16.pth"
     assert torch.equal(bb.features[0].weight, state["features.0.weight"])
     mid, deep, top = bb(torch.rand(1, 1, 224, 224))
-    assert mid.shape[1:] == (256, 28, 28) and deep.shape[1:] == (512, 14, 14) and top.shape[1:] == (512, 7, 7)
+    assert (
+        mid.shape[1:] == (256, 28, 28)
+        and deep.shape[1:] == (512, 14, 14)
+        and top.shape[1:] == (512, 7, 7)
+    )

@@ -19,7 +19,10 @@ def test_onnx_matches_torch_within_a_tenth_of_a_point(tmp_path: Path, fixtures) 
     torch_s = load_scorer(MODEL_DIR, backend="torch")
     onnx_s = load_scorer(MODEL_DIR, backend="onnx", onnx_cache_dir=tmp_path)
     assert onnx_s.backend == "onnx" and onnx_s.onnx_path().is_file()
-    assert onnx_s.weights_sha256[:8] in onnx_s.onnx_path().name or onnx_s.onnx_path().parent == tmp_path
+    assert (
+        onnx_s.weights_sha256[:8] in onnx_s.onnx_path().name
+        or onnx_s.onnx_path().parent == tmp_path
+    )
     images = [im for _, _, im in fixtures]
     a, b = torch_s.score_batch(images), onnx_s.score_batch(images)
     for ra, rb in zip(a, b, strict=True):
@@ -32,13 +35,21 @@ def test_onnx_matches_torch_within_a_tenth_of_a_point(tmp_path: Path, fixtures) 
 
 
 def test_calibration_file_round_trip(tmp_path: Path) -> None:
-    patch_bank, pooled_bank = torch.randn(100, 152), torch.randn(20, 1280)
-    cal = {"stats": {"patch": {"mean": 1.5, "std": 0.25}}, "fusion": {"default": {"threshold": 42.0}}}
+    banks = {
+        "patch_bank": torch.randn(100, 152),
+        "knn_bank": torch.randn(20, 112),
+        "ood_bank": torch.randn(20, 1280),
+    }
+    cal = {
+        "stats": {"patch": {"mean": 1.5, "std": 0.25}},
+        "fusion": {"default": {"threshold": 42.0}},
+    }
     f = tmp_path / "site.cal"
-    sha = save_calibration(f, patch_bank, pooled_bank, cal)
-    pb, qb, cal2, sha2 = load_calibration(f)
+    sha = save_calibration(f, banks, cal)
+    banks2, cal2, sha2 = load_calibration(f)
     assert cal2 == cal and sha2 == sha
-    assert torch.allclose(pb, patch_bank.half().float()) and torch.allclose(qb, pooled_bank.half().float())
+    for k, v in banks.items():
+        assert torch.allclose(banks2[k], v.half().float())
 
 
 def _site_normals(dst: Path, n: int) -> Path:
@@ -58,14 +69,21 @@ def test_site_calibration_refits_normal_and_is_used_by_the_scorer(tmp_path: Path
         pytest.skip("cxr-dev images not available")
     normals = _site_normals(tmp_path / "site", 60)
     out = tmp_path / "site.cal"
-    summary = calibrate_vision(normals, out, model_dir=MODEL_DIR, progress=False)
-    patch_bank, pooled_bank, cal, _ = load_calibration(out)
-    assert cal["n_normals"] == 60 and pooled_bank.shape[0] == 60
+    summary = calibrate_vision(normals, out, model_dir=MODEL_DIR, n_folds=3, progress=False)
+    banks, cal, _ = load_calibration(out)
+    assert (
+        cal["n_normals"] == 60
+        and banks["knn_bank"].shape[0] == 60
+        and banks["ood_bank"].shape[0] == 60
+    )
     assert 0 < cal["fusion"]["default"]["threshold"] < 100
     assert cal["fusion"]["default"]["threshold"] == pytest.approx(summary["threshold"])
     site = load_scorer(MODEL_DIR, calibration=out, backend="torch")
     assert site.calibration["source"].startswith("site normals")
-    assert torch.equal(site.net.pooled_bank, torch.nn.functional.normalize(pooled_bank.float(), dim=1))
+    assert torch.equal(
+        site.net.knn_bank, torch.nn.functional.normalize(banks["knn_bank"].float(), dim=1)
+    )
+    assert torch.equal(site.net.patch_bank, banks["patch_bank"].float())
     res = site.score_batch([im for _, _, im in fixtures])
     assert all(r.threshold == pytest.approx(cal["fusion"]["default"]["threshold"]) for r in res)
     # The environment variable route used by the service.
@@ -84,13 +102,20 @@ def test_calibration_needs_fifty_normals(tmp_path: Path) -> None:
     if not (SHARED / "images").is_dir():
         pytest.skip("cxr-dev images not available")
     with pytest.raises(ValueError, match=">= 50"):
-        calibrate_vision(_site_normals(tmp_path / "few", 10), tmp_path / "x.cal", model_dir=MODEL_DIR)
+        calibrate_vision(
+            _site_normals(tmp_path / "few", 10), tmp_path / "x.cal", model_dir=MODEL_DIR
+        )
 
 
 def test_calibration_for_other_weights_is_rejected(tmp_path: Path) -> None:
     cal = {"weights_sha256": "0" * 64, "stats": {}, "fusion": {}}
     f = tmp_path / "other.cal"
-    save_calibration(f, torch.randn(10, 152), torch.randn(10, 1280), cal)
+    banks = {
+        "patch_bank": torch.randn(10, 152),
+        "knn_bank": torch.randn(10, 112),
+        "ood_bank": torch.randn(10, 1280),
+    }
+    save_calibration(f, banks, cal)
     with pytest.raises(ValueError, match="rerun `medsight calibrate vision`"):
         load_scorer(MODEL_DIR, calibration=f, backend="torch")
 
