@@ -1,0 +1,84 @@
+"""Zero-shot condition ranking: profiles, negation-aware evidence, confidences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backend.ml.nlp.conditions import load_profiles, profile_for_label
+from backend.ml.nlp.ranking import ConditionRanker, split_clauses
+from backend.ml.nlp.types import Entity
+
+PULMONARY = [
+    "pneumonia", "covid-19", "tuberculosis", "asthma", "copd", "bronchitis", "bronchiectasis",
+    "pleural effusion", "pneumothorax", "pulmonary embolism", "pulmonary oedema", "lung cancer",
+    "interstitial lung disease", "sarcoidosis", "ards", "atelectasis", "cystic fibrosis",
+    "pertussis", "influenza", "common cold",
+]  # fmt: skip
+SYMPTOM2DISEASE_LABELS = [
+    "Acne", "allergy", "Arthritis", "Bronchial Asthma", "Cervical spondylosis", "Chicken pox",
+    "Common Cold", "Dengue", "Dimorphic Hemorrhoids", "drug reaction", "Fungal infection",
+    "gastroesophageal reflux disease", "Hypertension", "Impetigo", "Jaundice", "Malaria",
+    "Migraine", "peptic ulcer disease", "Pneumonia", "Psoriasis", "Typhoid",
+    "urinary tract infection", "Varicose Veins", "diabetes",
+]  # fmt: skip
+
+
+def test_profiles_cover_the_required_conditions() -> None:
+    profiles = load_profiles()
+    assert sum(p.group == "pulmonary" for p in profiles) >= 20
+    for name in PULMONARY + SYMPTOM2DISEASE_LABELS:
+        assert profile_for_label(profiles, name) is not None, name
+    for p in profiles:
+        assert p.sources and len(p.symptoms) >= 5 and p.descriptions
+
+
+@pytest.fixture(scope="module")
+def ranker(extractor: Any) -> ConditionRanker:
+    return ConditionRanker(load_profiles(), extractor.symptoms, embedder=None)
+
+
+def _sym(concept: str, negated: bool = False) -> Entity:
+    return Entity(concept, 0, len(concept), "symptom", negated, False, False, False, concept)
+
+
+def test_denied_symptom_is_evidence_against(ranker: ConditionRanker) -> None:
+    text = "I feel unwell"
+    with_fever = ranker.rank(text, {"symptoms": [_sym("fever")]})
+    no_fever = ranker.rank(text, {"symptoms": [_sym("fever", negated=True)]})
+    ev_for = {r.profile.id: r.evidence for r in with_fever}
+    ev_against = {r.profile.id: r.evidence for r in no_fever}
+    assert ev_for["influenza"] > 0 > ev_against["influenza"]
+    assert ev_against["acne"] == 0  # acne does not list fever: denying it says nothing
+
+
+def test_lexical_fallback_ranks_typical_texts(extractor: Any, ranker: ConditionRanker) -> None:
+    cases = {
+        "pneumonia": "High fever with shaking chills, coughing up thick green phlegm, and my chest "
+        "hurts when I breathe in.",
+        "uti": "It burns when I pee and I need to urinate all the time; my urine is cloudy.",
+        "common_cold": "I keep sneezing, my nose is runny and stuffy and I have a scratchy throat.",
+    }
+    for expected, text in cases.items():
+        ranked = ranker.rank(text, extractor.extract(text))
+        assert ranked[0].profile.id == expected, [r.profile.id for r in ranked[:3]]
+        conf = [r.confidence for r in ranked]
+        assert abs(sum(conf) - 1.0) < 1e-6
+        assert conf[0] == max(conf)
+
+
+def test_candidates_restrict_the_ranking(extractor: Any, ranker: ConditionRanker) -> None:
+    text = "Persistent cough with wheezing and tight chest at night."
+    ranked = ranker.rank(text, extractor.extract(text), candidates={"asthma", "acne"})
+    assert {r.profile.id for r in ranked} == {"asthma", "acne"}
+    assert ranked[0].profile.id == "asthma"
+
+
+def test_split_clauses() -> None:
+    assert split_clauses("I have a cough, and my chest hurts. No fever!") == [
+        "I have a cough",
+        "my chest hurts",
+        "No fever",
+    ]
+    assert split_clauses("") == []

@@ -1,0 +1,63 @@
+"""Symptom/medication target rules and the overlap policy, on real-style text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from backend.ml.nlp.conditions import load_profiles
+from backend.ml.nlp.extraction import Candidate, resolve_overlaps
+from backend.ml.nlp.vocab import DATA_DIR, load_medications, load_symptoms
+
+
+def test_every_key_symptom_is_in_the_vocabulary() -> None:
+    symptoms = load_symptoms()
+    for p in load_profiles():
+        for k in p.key_symptoms:
+            assert k in symptoms, f"{p.id}: {k}"
+
+
+def test_vocabularies_document_their_source() -> None:
+    for name in ("symptoms.json", "medications.json", "conditions.json"):
+        about = json.loads((DATA_DIR / name).read_text())["_about"]
+        assert len(about) > 80
+
+
+def test_lay_and_clinical_symptoms_are_found(extractor: Any) -> None:
+    text = (
+        "I've been short of breath and coughing up green phlegm; my nose keeps running. "
+        "Patient reports haemoptysis and night sweats, denies chest pain."
+    )
+    ents = extractor.extract(text)
+    concepts = {e.concept: e for e in ents["symptoms"]}
+    assert {"dyspnea", "productive cough", "runny nose", "hemoptysis", "night sweats"} <= set(
+        concepts
+    )
+    assert concepts["chest pain"].negated
+    for e in ents["symptoms"]:
+        assert text[e.start : e.end] == e.text
+
+
+def test_medications_are_found(extractor: Any) -> None:
+    ents = extractor.extract("Started on amoxicillin and a salbutamol inhaler; no aspirin.")
+    meds = {e.concept: e for e in ents["medications"]}
+    assert {"amoxicillin", "salbutamol"} <= set(meds)
+    assert meds["aspirin"].negated
+    assert "chemotherapy" in load_medications()
+
+
+def test_overlap_policy_longest_then_rules() -> None:
+    cands = [
+        Candidate(0, 15, "disease", "ner"),
+        Candidate(0, 9, "symptom", "rules", "cough"),
+        Candidate(20, 25, "disease", "ner"),
+        Candidate(20, 25, "symptom", "rules", "fever"),
+    ]
+    kept = resolve_overlaps(cands)
+    assert [(c.start, c.end, c.label) for c in kept] == [(0, 15, "disease"), (20, 25, "symptom")]
+
+
+def test_empty_text_gives_empty_groups(extractor: Any) -> None:
+    ents = extractor.extract("   ")
+    assert set(ents) == {"diseases", "symptoms", "medications", "anatomy"}
+    assert not any(ents.values())
