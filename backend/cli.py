@@ -115,7 +115,7 @@ async def _analyze_once(
 
     from backend.analysis.batching import MicroBatcher
     from backend.analysis.context import PipelineInput
-    from backend.analysis.pipeline import Pipeline
+    from backend.analysis.pipeline import Pipeline, json_safe
     from backend.analysis.service import image_limits
     from backend.analysis.stages import StageDeps, default_stages
     from backend.config import get_settings
@@ -147,7 +147,7 @@ async def _analyze_once(
             patient_ref=patient_ref,
         )
     )
-    result = pipeline.build_result(ctx)
+    result = json_safe(pipeline.build_result(ctx))
     return result, ctx.heatmap_png
 
 

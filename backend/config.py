@@ -101,6 +101,14 @@ class Settings(BaseSettings):
     queue_backend: str = "local"
     worker_concurrency: int = 2
     job_max_attempts: int = 3
+    celery_queue: str = "medsight"
+    celery_visibility_timeout_s: float = 300.0
+    job_heartbeat_s: float = 10.0
+    job_stale_after_s: float = 60.0
+    job_resend_after_s: float = 30.0
+    job_sweep_interval_s: float = 15.0
+    job_timeout_s: float = 600.0
+    metrics_token: str | None = None
     retention_days: int = 30
 
     # --- models --------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from backend.jobs.store import JobStore
 from backend.logs import configure_logging
 from backend.ml.catalog import register_default_models
 from backend.ml.registry import ModelRegistry
+from backend.observability import install_metrics, instrument_pipeline
 from backend.state import AppState
 from backend.storage import build_storage
 
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(upgrade_database, settings.database_url)
         state = await build_state(settings)
         app.state.medsight = state
+        instrument_pipeline(state.pipeline, app.state.metrics)
         await state.queue.start()
         scheduler = _start_scheduler(state)
         background: list[asyncio.Task[None]] = []
@@ -192,6 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.trusted_hosts and settings.trusted_hosts != ["*"]:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
+    # Last, so its middleware is outermost and sees every request (413s included).
+    install_metrics(app)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -159,7 +160,7 @@ class Pipeline:
             patient_ref=analysis.patient_ref,
         )
         ctx = await self.run(inp)
-        result = self.build_result(ctx, analysis)
+        result = json_safe(self.build_result(ctx, analysis))
         result["task_id"] = job_id
         async with transaction(self.sessionmaker) as session:
             await session.execute(
@@ -179,6 +180,17 @@ class Pipeline:
                     completed_at=utcnow(),
                 )
             )
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN and infinities (not JSON; PostgreSQL refuses them) with None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _overall_status(ctx: PipelineContext) -> str:

@@ -177,14 +177,17 @@ class JobStore:
             ).all()
         return {str(status): int(count) for status, count in rows}
 
-    async def queued_ahead(self, job_id: str) -> int:
-        async with self.factory() as session:
-            created = await session.scalar(select(Job.created_at).where(Job.id == job_id))
-            if created is None:
-                return 0
-            count = await session.scalar(
-                select(func.count()).where(Job.status == "queued", Job.created_at < created)
-            )
+    async def queued_ahead(self, job_id: str, *, session: AsyncSession | None = None) -> int:
+        """Jobs queued before this one (uses the caller's session when given)."""
+        if session is None:
+            async with self.factory() as own:
+                return await self.queued_ahead(job_id, session=own)
+        created = await session.scalar(select(Job.created_at).where(Job.id == job_id))
+        if created is None:
+            return 0
+        count = await session.scalar(
+            select(func.count()).where(Job.status == "queued", Job.created_at < created)
+        )
         return int(count or 0)
 
     # --- used by the Celery backend: a message names one job ------------------------------

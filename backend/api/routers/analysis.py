@@ -65,7 +65,6 @@ async def submit(
         limiter=state.extras["io_limiter"],
     )
     if submitted.created:
-        await state.queue.enqueue(submitted.job_id)
         await record_audit(
             session,
             actor_id=owner.user_id,
@@ -75,9 +74,13 @@ async def submit(
             client_ip=ip,
             details={"task_id": submitted.job_id},
         )
+        # Commit before anything else awaits: on SQLite the audit append holds the write lock.
+        await session.commit()
+        await state.queue.enqueue(submitted.job_id)
     else:
         response.headers["Idempotent-Replay"] = "true"
-    ahead = await state.jobs.queued_ahead(submitted.job_id) if submitted.status == "queued" else 0
+    queued = submitted.status == "queued"
+    ahead = await state.jobs.queued_ahead(submitted.job_id, session=session) if queued else 0
     workers = max(1, settings.worker_concurrency)
     wait = (ahead / workers + 1) * state.pipeline.avg_total_ms / 1000.0
     return AnalyzeAccepted(

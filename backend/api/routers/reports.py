@@ -63,15 +63,6 @@ async def pdf_report(
 ) -> Response:
     analysis = await analysis_service.get_analysis(session, owner, session_id)
     result = analysis_service.finished_result(analysis)
-    await record_audit(
-        session,
-        actor_id=owner.user_id,
-        action="report.read",
-        resource_type="analysis",
-        resource_id=analysis.id,
-        client_ip=ip,
-        details={"format": "pdf"},
-    )
     etag = _etag(result, "pdf", state.pipeline.code_version)
     headers = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
     if _not_modified(if_none_match, etag):
@@ -93,6 +84,16 @@ async def pdf_report(
     else:
         cache.move_to_end(etag)
     headers["Content-Disposition"] = f'inline; filename="medsight-{session_id}.pdf"'
+    # Audit last: on SQLite the append holds the write lock until the request commits.
+    await record_audit(
+        session,
+        actor_id=owner.user_id,
+        action="report.read",
+        resource_type="analysis",
+        resource_id=analysis.id,
+        client_ip=ip,
+        details={"format": "pdf"},
+    )
     return Response(content=pdf, media_type="application/pdf", headers=headers)
 
 
@@ -115,6 +116,10 @@ async def fhir_report(
 ) -> Response:
     analysis = await analysis_service.get_analysis(session, owner, session_id)
     result = analysis_service.finished_result(analysis)
+    from backend.reports.fhir import build_fhir_bundle
+
+    bundle = await anyio.to_thread.run_sync(lambda: build_fhir_bundle(result))
+    etag = _etag(result, "fhir", state.pipeline.code_version)
     await record_audit(
         session,
         actor_id=owner.user_id,
@@ -124,10 +129,6 @@ async def fhir_report(
         client_ip=ip,
         details={"format": "fhir"},
     )
-    from backend.reports.fhir import build_fhir_bundle
-
-    bundle = await anyio.to_thread.run_sync(lambda: build_fhir_bundle(result))
-    etag = _etag(result, "fhir", state.pipeline.code_version)
     return Response(
         content=json.dumps(bundle),
         media_type="application/fhir+json",

@@ -41,7 +41,7 @@ class VisionOut(BaseModel):
     anomaly_score: float = Field(ge=0, le=100)
     risk_level: Literal["LOW", "MODERATE", "HIGH"]
     threshold: float
-    components: dict[str, dict[str, float]]
+    components: dict[str, dict[str, float | None]]
     heatmap_base64: str | None
     top_regions: list[Region]
     model_confidence: float = Field(ge=0, le=1)

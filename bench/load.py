@@ -1,0 +1,406 @@
+"""Load test: many concurrent keep-alive connections of mixed traffic against a real server.
+
+Each of --connections clients holds one connection and loops until --duration is over: pick an
+endpoint by --mix weight, send, record, then wait an exponential think time so that all clients
+together offer about --rate requests per second (0: no think time, closed loop). Analyses are
+capped at --max-analyze; chat is dropped when the server has no /api/v1/chat (404). Before the
+clock starts, --seed analyses are submitted and awaited so result reads hit finished analyses.
+
+    .venv/bin/python -m bench.load --serve                  # starts `medsight serve` itself
+    .venv/bin/python -m bench.load --url http://127.0.0.1:8000 --connections 200 --duration 60
+    .venv/bin/python -m bench.load --serve --celery-workers 1   # analyses off the API process
+
+Any transport error, timeout or unexpected status counts as an error. Exit code 1 on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+SYMPTOMS = "Dry cough and fever for three days, mild shortness of breath."
+CHAT_QUESTION = "What does an elevated anomaly score mean for this X-ray?"
+FINAL = {"complete", "partial", "failed"}
+MAX_THINK_S = 2.5
+EXPECTED = {"health": 200, "result": 200, "status": 200, "analyze": 202, "chat": 200}
+
+
+@dataclass
+class Stats:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    reasons: dict[str, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
+
+    def ok(self, name: str, seconds: float) -> None:
+        self.latencies[name].append(seconds * 1000)
+
+    def error(self, name: str, reason: str, seconds: float) -> None:
+        self.errors[name] += 1
+        self.reasons[name][reason[:120]] += 1
+        self.latencies[name].append(seconds * 1000)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Shared:
+    image: bytes
+    symptoms: str | None
+    results: list[str]  # finished session ids
+    tasks: list[str]  # task ids submitted during the run
+    analyze_budget: int
+    chat: bool
+
+
+async def request(client: httpx.AsyncClient, name: str, shared: Shared, stats: Stats) -> None:
+    started = time.perf_counter()
+    try:
+        if name == "health":
+            response = await client.get("/api/v1/health")
+        elif name == "result":
+            response = await client.get(f"/api/v1/analyze/result/{random.choice(shared.results)}")
+        elif name == "status":
+            response = await client.get(f"/api/v1/analyze/status/{random.choice(shared.tasks)}")
+        elif name == "analyze":
+            response = await client.post(
+                "/api/v1/analyze",
+                files={"image": ("cxr.png", shared.image, "image/png")},
+                data={"symptoms": shared.symptoms} if shared.symptoms else {},
+            )
+            if response.status_code == 202:
+                shared.tasks.append(response.json()["task_id"])
+        elif name == "chat":
+            body = {"message": CHAT_QUESTION, "session_id": random.choice(shared.results)}
+            async with client.stream("POST", "/api/v1/chat", json=body) as stream:
+                text = (await stream.aread()).decode(errors="replace")
+                response = stream
+            if response.status_code == 200 and "event: done" not in text:
+                stats.error(
+                    name, "stream ended without a done event", time.perf_counter() - started
+                )
+                return
+        else:  # pragma: no cover - the mix is validated
+            raise ValueError(name)
+    except httpx.HTTPError as exc:
+        stats.error(name, type(exc).__name__, time.perf_counter() - started)
+        return
+    elapsed = time.perf_counter() - started
+    if response.status_code != EXPECTED[name]:
+        stats.error(name, f"HTTP {response.status_code}", elapsed)
+    else:
+        stats.ok(name, elapsed)
+
+
+async def client_loop(
+    client: httpx.AsyncClient,
+    names: list[str],
+    weights: list[float],
+    shared: Shared,
+    stats: Stats,
+    deadline: float,
+    mean_think_s: float,
+) -> None:
+    # Spread the first requests over one think time so the clients do not start in lockstep.
+    await asyncio.sleep(random.uniform(0, mean_think_s) if mean_think_s else 0)
+    while time.monotonic() < deadline:
+        name = random.choices(names, weights)[0]
+        if name == "analyze":
+            if shared.analyze_budget <= 0:
+                name = "result"
+            else:
+                shared.analyze_budget -= 1
+        if name == "status" and not shared.tasks:
+            name = "result"
+        started = time.monotonic()
+        await request(client, name, shared, stats)
+        if mean_think_s:
+            # Capped below uvicorn's 5 s keep-alive, as a browser or proxy that knows the server's
+            # idle timeout would: otherwise a reused connection can race the server's close.
+            think = min(random.expovariate(1 / mean_think_s), MAX_THINK_S)
+            wait = think - (time.monotonic() - started)
+            if wait > 0:
+                await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+
+
+async def seed(
+    client: httpx.AsyncClient, image: bytes, symptoms: str | None, n: int, wait_s: float
+) -> list[str]:
+    """Submit n analyses and wait for them to finish; returns their session ids."""
+    accepted = []
+    for _ in range(n):
+        response = await client.post(
+            "/api/v1/analyze",
+            files={"image": ("cxr.png", image, "image/png")},
+            data={"symptoms": symptoms} if symptoms else {},
+        )
+        response.raise_for_status()
+        accepted.append(response.json())
+    deadline = time.monotonic() + wait_s
+    pending = {a["task_id"]: a["session_id"] for a in accepted}
+    done: list[str] = []
+    while pending and time.monotonic() < deadline:
+        for task_id in list(pending):
+            status = (await client.get(f"/api/v1/analyze/status/{task_id}")).json()
+            if status["status"] in FINAL:
+                done.append(pending.pop(task_id))
+        await asyncio.sleep(0.25)
+    if pending:
+        raise TimeoutError(f"{len(pending)} seed analyses did not finish in {wait_s}s")
+    return done
+
+
+async def probe_chat(client: httpx.AsyncClient, session_id: str) -> str | None:
+    """None when chat answers (this also warms it up); otherwise why it is skipped."""
+    body = {"message": CHAT_QUESTION, "session_id": session_id}
+    async with client.stream("POST", "/api/v1/chat", json=body, timeout=180) as response:
+        text = (await response.aread()).decode(errors="replace")
+    if response.status_code == 200 and "event: done" in text:
+        return None
+    if response.status_code == 404 and "session" not in text.lower():
+        return "skipped (no /api/v1/chat)"
+    return f"skipped (warm-up answered {response.status_code}: {text[:200]!r})"
+
+
+async def run(args: argparse.Namespace, url: str, image: bytes) -> dict[str, Any]:
+    mix = dict(item.split("=") for item in args.mix.split(","))
+    unknown = set(mix) - set(EXPECTED)
+    if unknown:
+        raise SystemExit(f"unknown endpoints in --mix: {sorted(unknown)}")
+    limits = httpx.Limits(
+        max_connections=args.connections, max_keepalive_connections=args.connections
+    )
+    timeout = httpx.Timeout(args.request_timeout)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
+        symptoms = None if getattr(args, "no_symptoms", False) else SYMPTOMS
+        results = await seed(client, image, symptoms, args.seed, wait_s=args.seed_timeout)
+        chat_skip = await probe_chat(client, results[0]) if "chat" in mix else "not in --mix"
+        chat = chat_skip is None
+        if not chat:
+            mix.pop("chat", None)
+        names = list(mix)
+        weights = [float(mix[n]) for n in names]
+        shared = Shared(image, symptoms, results, [], args.max_analyze, chat)
+        stats = Stats()
+        mean_think = args.connections / args.rate if args.rate > 0 else 0.0
+        if args.warmup > 0:
+            # Same traffic, not recorded: connections open, caches and lazy paths warm up.
+            warm = Shared(image, symptoms, results, [], 0, chat)
+            until = time.monotonic() + args.warmup
+            await asyncio.gather(
+                *(
+                    client_loop(client, names, weights, warm, Stats(), until, mean_think)
+                    for _ in range(args.connections)
+                )
+            )
+            shared.tasks.extend(warm.tasks)
+        started = time.monotonic()
+        deadline = started + args.duration
+        loops = [
+            asyncio.create_task(
+                client_loop(client, names, weights, shared, stats, deadline, mean_think)
+            )
+            for _ in range(args.connections)
+        ]
+        # Bounded: in-flight requests get one request timeout after the deadline, then stop.
+        _, late = await asyncio.wait(loops, timeout=args.duration + args.request_timeout + 5)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        elapsed = time.monotonic() - started
+    report: dict[str, Any] = {
+        "url": url,
+        "connections": args.connections,
+        "duration_s": round(elapsed, 1),
+        "offered_rate_rps": args.rate,
+        "chat": "on" if chat else chat_skip,
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
+        f"load average {os.getloadavg()[0]:.1f} at the end",
+        "endpoints": {},
+    }
+    total = total_errors = 0
+    for name in sorted(stats.latencies):
+        values = stats.latencies[name]
+        total += len(values)
+        total_errors += stats.errors[name]
+        report["endpoints"][name] = {
+            "count": len(values),
+            "errors": stats.errors[name],
+            "error_reasons": dict(stats.reasons[name]),
+            "rps": round(len(values) / elapsed, 1),
+            "p50_ms": round(percentile(values, 50), 1),
+            "p95_ms": round(percentile(values, 95), 1),
+            "p99_ms": round(percentile(values, 99), 1),
+            "max_ms": round(max(values), 1),
+            "mean_ms": round(statistics.fmean(values), 1),
+        }
+    report["total"] = {"count": total, "errors": total_errors, "rps": round(total / elapsed, 1)}
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(
+        f"{report['connections']} connections, {report['duration_s']} s, offered "
+        f"{report['offered_rate_rps'] or 'max'} req/s, chat {report['chat']}; {report['machine']}"
+    )
+    print(f"{'endpoint':<10}{'count':>8}{'errors':>8}{'rps':>8}{'p50':>9}{'p95':>9}{'p99':>9}")
+    for name, row in report["endpoints"].items():
+        print(
+            f"{name:<10}{row['count']:>8}{row['errors']:>8}{row['rps']:>8}"
+            f"{row['p50_ms']:>8.1f}m{row['p95_ms']:>8.1f}m{row['p99_ms']:>8.1f}m"
+        )
+        for reason, count in row["error_reasons"].items():
+            print(f"{'':<10}  {count} x {reason}")
+    t = report["total"]
+    print(f"{'total':<10}{t['count']:>8}{t['errors']:>8}{t['rps']:>8}   (latencies in ms)")
+
+
+@contextmanager
+def served(args: argparse.Namespace) -> Iterator[str]:
+    """Start `medsight serve` on a free loopback port with its own data dir; stop it after."""
+    sys.path.insert(0, str(REPO))
+    from tests.e2e.server import free_port, make_env
+
+    with tempfile.TemporaryDirectory(prefix="medsight-load-") as tmp:
+        data_dir = Path(tmp)
+        env = make_env(
+            data_dir,
+            args.database_url,
+            RATE_LIMIT_ANALYZE="1000000/hour",
+            RATE_LIMIT_CHAT="1000000/hour",
+            LOG_LEVEL="WARNING",
+        )
+        env.update(dict(item.split("=", 1) for item in args.env))
+        workers: list[subprocess.Popen[bytes]] = []
+        if args.celery_workers:
+            env.update(QUEUE_BACKEND="celery", PRELOAD_MODELS="false")
+            env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
+            env.setdefault("CELERY_QUEUE", f"medsight-load-{os.getpid()}")
+            for index in range(args.celery_workers):
+                with open(data_dir / f"worker{index}.log", "wb") as log:
+                    workers.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "backend.jobs.worker"],
+                            cwd=REPO,
+                            env={**env, "PRELOAD_MODELS": "true", "LOG_LEVEL": "INFO"},
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )
+                    )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with open(data_dir / "server.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1"]
+                + ["--port", str(port)],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            # Ready = migrated and the required models loaded (startup work is not measured).
+            deadline = time.monotonic() + 240
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (data_dir / "server.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"medsight serve did not become ready:\n{tail}")
+                logs = [
+                    (data_dir / f"worker{i}.log").read_text(errors="replace")
+                    for i in range(len(workers))
+                ]
+                # With Celery workers the API loads no models: it is ready when it answers.
+                probe = "/api/v1/health" if workers else "/api/v1/health/ready"
+                try:
+                    up = httpx.get(url + probe, timeout=5).status_code == 200
+                except httpx.HTTPError:
+                    up = False
+                if up and all(" ready." in log for log in logs):
+                    break
+                time.sleep(0.5)
+            yield url
+        finally:
+            for child in [proc, *workers]:
+                if child.poll() is None:
+                    os.killpg(child.pid, signal.SIGTERM)
+            for child in [proc, *workers]:
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", default=None, help="Server to load (default: --serve)")
+    parser.add_argument("--serve", action="store_true", help="Start `medsight serve` itself")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the --serve server (repeat)"
+    )
+    parser.add_argument(
+        "--celery-workers",
+        type=int,
+        default=0,
+        help="With --serve: QUEUE_BACKEND=celery and this many `python -m backend.jobs.worker`",
+    )
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=200.0, help="Offered req/s (0: closed loop)")
+    parser.add_argument("--mix", default="health=25,result=50,status=10,chat=10,analyze=5")
+    parser.add_argument("--max-analyze", type=int, default=60)
+    parser.add_argument("--warmup", type=float, default=10.0, help="Unrecorded seconds first")
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--seed-timeout", type=float, default=300.0)
+    parser.add_argument("--request-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--image",
+        default=str(REPO.parent / "shared" / "data" / "cxr-dev" / "fixtures" / "dev-0003.png"),
+    )
+    parser.add_argument("--no-symptoms", action="store_true", help="Analyses without symptoms")
+    parser.add_argument("--json", default=None, help="Also write the report here")
+    args = parser.parse_args()
+    if args.url and args.serve:
+        parser.error("--url and --serve exclude each other")
+    if args.url:
+        report = asyncio.run(run(args, args.url, Path(args.image).read_bytes()))
+    else:
+        with served(args) as url:
+            report = asyncio.run(run(args, url, Path(args.image).read_bytes()))
+    print_report(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 1 if report["total"]["errors"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
