@@ -70,11 +70,13 @@ def main() -> None:
     firsts.sort()
     totals.sort()
     print(f"# chat benchmark (template tier)  {time.strftime('%Y-%m-%d %H:%M')}  n={args.n}")
+
     def p95(values: list[float]) -> float:
         return values[int(0.95 * (len(values) - 1))]
 
     print(f"first token  p50 {statistics.median(firsts):.1f} ms  p95 {p95(firsts):.1f} ms")
     print(f"full answer  p50 {statistics.median(totals):.1f} ms  p95 {p95(totals):.1f} ms")
+
 
 if __name__ == "__main__":
     main()

@@ -111,9 +111,10 @@ class ModelRegistry:
     async def get(self, name: str) -> Any:
         """Return the loaded model, loading it on first use (concurrent callers load once)."""
         entry = self._entry(name)
-        if entry.state is not ModelState.READY:
+        if not _is_ready(entry):
             async with entry.lock:
-                if entry.state is not ModelState.READY:
+                # Another caller may have loaded it while this one waited for the lock.
+                if not _is_ready(entry):
                     await self._load(entry)
         await self._touch(entry)
         return entry.model
@@ -246,6 +247,10 @@ class ModelRegistry:
             entry.device = "cpu"
             logger.info("model evicted to cpu", extra={"model": victim})
         release_device_memory()
+
+
+def _is_ready(entry: _Entry) -> bool:
+    return entry.state is ModelState.READY
 
 
 def _default_move(model: Any, device: str) -> Any:

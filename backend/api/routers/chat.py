@@ -213,4 +213,3 @@ def _slim(result: dict[str, Any] | None) -> dict[str, Any] | None:
     if isinstance(slim.get("vision"), dict):
         slim["vision"] = {k: v for k, v in slim["vision"].items() if k != "heatmap_base64"}
     return slim
-
