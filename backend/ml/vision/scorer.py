@@ -1,0 +1,303 @@
+"""The scoring API the pipeline uses: ``load_scorer`` -> ``VisionScorer.score_batch``.
+
+Thread-safety: a ``VisionScorer`` may be called from worker threads, one call at a time per
+scorer (an internal lock serialises concurrent calls); use one scorer per worker for parallelism.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from .backbones import build_backbone
+from .checkpoint import load_calibration, load_checkpoint
+from .fusion import (
+    FUSION_MODES,
+    anomaly_scores,
+    component_values,
+    fused_z,
+    model_confidence,
+    ood_scores,
+    risk_level,
+    score_to_fz,
+)
+from .heatmap import heatmap_from_patch_map, top_regions
+from .model import OUTPUT_NAMES, ScorerNet
+from .onnx_runtime import OnnxScorer, cache_path, export_onnx, onnx_available
+from .preprocessing import (
+    colourfulness,
+    resize_gray,
+    to_gray_uint8,
+    to_network_input,
+)
+from .vae import FeatureVAE
+from .vit import LatentViT
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[3] / "models" / "vision" / "v1"
+BACKENDS = ("auto", "torch", "onnx")
+COLOUR_LIMIT = 12.0  # Hasler-Suesstrunk colourfulness above this = a colour photo, not an X-ray
+
+
+@dataclass(frozen=True)
+class VisionResult:
+    anomaly_score: float  # 0-100
+    risk_level: str  # "LOW" | "MODERATE" | "HIGH"; below threshold never HIGH
+    threshold: float  # same 0-100 scale
+    components: dict[str, dict[str, float]]
+    model_confidence: float  # 0-1: 0 at the decision threshold, ->1 far from it; x0.25 when OOD
+    heatmap: npt.NDArray[np.float32]  # HxW at the original input size, values in [0, 1]
+    top_regions: list[
+        dict[str, float]
+    ]  # {"x","y","width","height","confidence"} in original pixels
+    ood_score: float
+    is_chest_xray: bool
+
+
+def build_net(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], vgg16_weights: Path | None = None
+) -> ScorerNet:
+    """Assemble a ScorerNet from checkpoint tensors; the backbone comes from its package/file."""
+    dims = meta["dims"]
+    backbone = build_backbone(
+        meta["backbone"], image_size=meta["input_size"], vgg16_weights=vgg16_weights
+    )
+    vae = FeatureVAE(dims["feature"], dims["latent"])
+    vae.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("vae.")})
+    vit = LatentViT(dims["latent"], **dims.get("vit", {}))
+    vit.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("vit.")})
+    net = ScorerNet(
+        backbone,
+        tensors["patch_bank"].float(),
+        tensors["knn_bank"].float(),
+        tensors["ood_bank"].float(),
+        vae,
+        vit,
+        knn_k=meta["knn_k"],
+    )
+    return net.eval()
+
+
+class VisionScorer:
+    """Scores 2-D uint8 grayscale images (any size); see ``VisionResult``."""
+
+    def __init__(
+        self,
+        net: ScorerNet,
+        metadata: dict[str, Any],
+        *,
+        calibration: dict[str, Any],
+        calibration_sha256: str | None = None,
+        backend: str = "auto",
+        device: str = "cpu",
+        fusion: str = "default",
+        onnx_cache_dir: Path | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}")
+        if fusion not in FUSION_MODES:
+            raise ValueError(f"fusion must be one of {FUSION_MODES}")
+        self.net = net
+        self.metadata = metadata
+        self.version: str = metadata.get("version", "unknown")
+        self.weights_sha256: str = metadata["weights_sha256"]
+        self.calibration = calibration
+        self.calibration_sha256 = calibration_sha256
+        self.fusion = fusion
+        self.image_size: int = metadata["input_size"]
+        self.device = "cpu"
+        self._lock = threading.Lock()
+        self._onnx: OnnxScorer | None = None
+        self._onnx_cache_dir = onnx_cache_dir
+        self.requested_backend = backend
+        self.backend = "torch"
+        self.to(device)
+        if backend == "onnx" or (backend == "auto" and self.device == "cpu" and onnx_available()):
+            self._ensure_onnx()
+            self.backend = "onnx"
+
+    # --- runtime management -------------------------------------------------------------
+    def to(self, device: str) -> None:
+        """Move the torch parts (the registry evicts GPU -> CPU); ONNX stays on CPU."""
+        with self._lock:
+            self.net.to(device)
+            self.device = str(device)
+
+    def estimated_memory_mb(self) -> float:
+        n = sum(t.numel() * t.element_size() for t in self.net.state_dict().values())
+        activations = 40.0  # batch-1 activations + the patch-to-bank distance matrix
+        onnx = n / 2**20 if self._onnx is not None else 0.0
+        return float(n / 2**20 + activations + onnx)
+
+    def onnx_path(self) -> Path:
+        cache = self._onnx_cache_dir or Path(self.metadata.get("_model_dir", ".")) / ".onnx"
+        return cache_path(
+            cache, self.weights_sha256, self.calibration_sha256, self.metadata["backbone"]
+        )
+
+    def _ensure_onnx(self) -> None:
+        if self._onnx is not None:
+            return
+        path = self.onnx_path()
+        if not path.is_file():
+            self.net.cpu()
+            export_onnx(self.net, path, self.image_size)
+            self.net.to(self.device)
+        self._onnx = OnnxScorer(
+            path, threads=int(os.environ.get("MEDSIGHT_ORT_THREADS", "0")) or None
+        )
+
+    # --- scoring --------------------------------------------------------------------------
+    def prepare(
+        self, images: Sequence[npt.NDArray[Any]]
+    ) -> tuple[npt.NDArray[np.float32], list[tuple[int, int]], list[float]]:
+        grays = [to_gray_uint8(im) for im in images]
+        colour = [colourfulness(im) for im in images]
+        prepared = [resize_gray(g, self.image_size) for g in grays]
+        return (
+            to_network_input(prepared, self.metadata["backbone"]),
+            [(int(g.shape[0]), int(g.shape[1])) for g in grays],
+            colour,
+        )
+
+    def run_network(
+        self, x: npt.NDArray[np.float32], backend: str | None = None
+    ) -> dict[str, npt.NDArray[Any]]:
+        """Raw component outputs for a prepared batch (N, 1, S, S)."""
+        backend = backend or self.backend
+        if backend == "onnx":
+            self._ensure_onnx()
+            if self._onnx is None:  # pragma: no cover - _ensure_onnx sets it or raises
+                raise RuntimeError("ONNX session unavailable")
+            return self._onnx(x)
+        with torch.inference_mode():
+            outs = self.net(torch.from_numpy(x).to(self.device))
+        return {k: v.float().cpu().numpy() for k, v in zip(OUTPUT_NAMES, outs, strict=True)}
+
+    def score_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[VisionResult]:
+        if len(images) == 0:
+            return []
+        with self._lock:
+            x, shapes, colour = self.prepare(images)
+            raw = self.run_network(x)
+        return self.results_from_raw(raw, shapes, colour)
+
+    def results_from_raw(
+        self,
+        raw: dict[str, npt.NDArray[Any]],
+        shapes: list[tuple[int, int]],
+        colour: list[float] | None = None,
+    ) -> list[VisionResult]:
+        cal = self.calibration
+        values = component_values(raw)
+        scores, z = anomaly_scores(values, cal, self.fusion)
+        fcal = cal["fusion"][self.fusion]
+        threshold = float(fcal["threshold"])
+        moderate = float(fcal["moderate_cut"])
+        if self.fusion == "default":
+            fz_all = fused_z(z, fcal["weights"])
+            fz_thr = float(score_to_fz(threshold, fcal["platt"]))
+            spread = 1.0
+        else:  # published: distance in score units, scaled by the normals' score spread
+            fz_all = scores
+            fz_thr = threshold
+            spread = max(float(fcal.get("normal_std", 10.0)), 1e-6)
+        ood = cal["ood"]
+        ood_all = ood_scores(raw["ood"], values["patch"], ood)
+        lo, hi = cal["patch_map"]["lo"], cal["patch_map"]["hi"]
+        out = []
+        for i, (h, w) in enumerate(shapes):
+            s = float(np.clip(scores[i], 0.0, 100.0))
+            ood_score = float(ood_all[i])
+            colourful = colour is not None and colour[i] > COLOUR_LIMIT
+            is_xray = bool(ood_score <= ood["threshold"] and not colourful)
+            heat = heatmap_from_patch_map(raw["patch_map"][i], lo, hi, (h, w), self.image_size)
+            comps = {k: {"value": float(values[k][i]), "z": float(z[k][i])} for k in values}
+            comps["published_fused"] = {"value": float(_published(z, values, i)), "z": float("nan")}
+            if self.fusion == "default":
+                comps["fused"] = {"value": s, "z": float(fz_all[i])}
+            out.append(
+                VisionResult(
+                    anomaly_score=s,
+                    risk_level=risk_level(s, threshold, moderate),
+                    threshold=threshold,
+                    components=comps,
+                    model_confidence=model_confidence(
+                        float(fz_all[i]) / spread, fz_thr / spread, is_xray
+                    ),
+                    heatmap=heat,
+                    top_regions=top_regions(heat),
+                    ood_score=ood_score,
+                    is_chest_xray=is_xray,
+                )
+            )
+        return out
+
+
+def _published(z: dict[str, Any], values: dict[str, Any], i: int) -> float:
+    from .fusion import published_score
+
+    return float(
+        published_score(
+            {k: np.asarray(v)[i : i + 1] for k, v in z.items()}, values["vit"][i : i + 1]
+        )[0]
+    )
+
+
+def load_scorer(
+    model_dir: Path | None = None,
+    *,
+    calibration: Path | None = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    fusion: str = "default",
+    vgg16_weights: Path | None = None,
+    onnx_cache_dir: Path | None = None,
+) -> VisionScorer:
+    """Load a checkpoint (sha256-verified); ``model_dir=None`` loads the shipped default.
+
+    ``calibration`` (or env VISION_CALIBRATION) replaces the normal reference with a site's own.
+    """
+    model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    tensors, meta = load_checkpoint(model_dir)
+    meta["_model_dir"] = str(model_dir)
+    if vgg16_weights is None and os.environ.get("VISION_VGG16_WEIGHTS"):
+        vgg16_weights = Path(os.environ["VISION_VGG16_WEIGHTS"])
+    with torch.no_grad():
+        net = build_net(tensors, meta, vgg16_weights)
+    cal = meta["calibration"]
+    cal_sha = None
+    if calibration is None and os.environ.get("VISION_CALIBRATION"):
+        calibration = Path(os.environ["VISION_CALIBRATION"])
+    if calibration is not None:
+        banks, cal, cal_sha = load_calibration(Path(calibration))
+        if cal.get("weights_sha256") != meta["weights_sha256"]:
+            raise ValueError(
+                f"calibration {calibration} was made for weights {cal.get('weights_sha256')}, "
+                f"not this checkpoint ({meta['weights_sha256']}); rerun `medsight calibrate vision`"
+            )
+        net.set_banks(banks["patch_bank"], banks["knn_bank"], banks["ood_bank"])
+    return VisionScorer(
+        net,
+        meta,
+        calibration=cal,
+        calibration_sha256=cal_sha,
+        backend=backend,
+        device=device,
+        fusion=fusion,
+        onnx_cache_dir=onnx_cache_dir,
+    )
+
+
+def describe(scorer: VisionScorer) -> str:
+    return json.dumps(
+        {"version": scorer.version, "backend": scorer.backend, "fusion": scorer.fusion}
+    )
