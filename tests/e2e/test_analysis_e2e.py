@@ -137,3 +137,25 @@ def test_hostile_uploads_get_4xx_or_a_warning_and_the_server_survives(server: Se
         assert response.status_code in {413, 422}, response.text[:200]
         assert client.get("/api/v1/health").status_code == 200
     assert server.rss_mb() < 2048
+
+
+def test_reports_pdf_with_etag_and_fhir_bundle(server: Server) -> None:
+    from fhir.resources.R4B.bundle import Bundle
+
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        result = wait_result(client, submit(client, fixture_images()[3]))
+        sid = result["session_id"]
+        pdf = client.get(f"/api/v1/report/{sid}")
+        assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+        assert pdf.content.startswith(b"%PDF") and pdf.headers["etag"]
+        again = client.get(f"/api/v1/report/{sid}", headers={"If-None-Match": pdf.headers["etag"]})
+        assert again.status_code == 304
+        fhir = client.get(f"/api/v1/report/{sid}/fhir")
+        assert fhir.status_code == 200
+        bundle = Bundle.model_validate(fhir.json())
+        kinds = {entry.resource.get_resource_type() for entry in bundle.entry or []}
+        assert {"DiagnosticReport", "Observation", "Provenance"} <= kinds
+        for path in ("/api/v1/report/unknown-session", "/api/v1/report/unknown-session/fhir"):
+            missing = client.get(path)
+            assert missing.status_code == 404
+            assert missing.headers["content-type"].startswith("application/problem+json")
