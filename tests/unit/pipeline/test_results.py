@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.analysis.pipeline import json_safe
-from backend.analysis.service import failed_result, finished_result
+from backend.analysis.service import finished_result
 from backend.db.base import utcnow
 from backend.db.models import Analysis
 from backend.errors import ConflictError
