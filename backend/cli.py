@@ -58,7 +58,9 @@ def serve(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from backend.config import get_settings
     from backend.db.migrate import upgrade_database
@@ -68,7 +70,9 @@ def db_upgrade(revision: str = "head") -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: str = "base") -> None:
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "base",
+) -> None:
     """Revert migrations down to REVISION (default: base)."""
     from backend.config import get_settings
     from backend.db.migrate import downgrade_database
