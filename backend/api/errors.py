@@ -132,14 +132,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
-    errors = [
-        {
-            "field": _field_name(err.get("loc", ())),
-            "message": str(err.get("msg", "invalid value")),
-            "type": str(err.get("type", "value_error")),
-        }
-        for err in exc.errors()
-    ]
+    errors = []
+    for err in exc.errors():
+        kind = str(err.get("type", "value_error"))
+        message = str(err.get("msg", "invalid value"))
+        field = _field_name(err.get("loc", ()))
+        if kind == "json_invalid":
+            # The location is a character offset, not a field: say so in words.
+            offset = field
+            field = "body"
+            message = f"the body is not valid JSON (error at character {offset})"
+        errors.append({"field": field, "message": message, "type": kind})
     fields = ", ".join(sorted({e["field"] for e in errors})) or "body"
     return problem_response(
         request,

@@ -58,6 +58,17 @@ async def test_missing_field_is_problem_422_naming_it(client: httpx.AsyncClient)
     assert any(err["field"] == "image" for err in body["errors"])  # type: ignore[union-attr]
 
 
+async def test_malformed_json_is_problem_422(client: httpx.AsyncClient) -> None:
+    headers = {"content-type": "application/json"}
+    broken = await client.post("/api/v1/auth/login", content=b'{"email": ', headers=headers)
+    body = assert_problem(broken, 422)
+    assert body["errors"][0]["field"] == "body"  # type: ignore[index]
+    assert "not valid JSON" in body["errors"][0]["message"]  # type: ignore[index]
+    wrong = await client.post("/api/v1/chat", json={"message": 5})
+    body = assert_problem(wrong, 422)
+    assert [e["field"] for e in body["errors"]] == ["message"]  # type: ignore[union-attr]
+
+
 async def test_body_over_limit_is_problem_413(tmp_path: Path, database_url: str) -> None:
     from backend.main import create_app
     from tests.conftest import make_settings
