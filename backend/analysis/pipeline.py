@@ -63,11 +63,8 @@ class Pipeline:
                 await stage.run(ctx)
                 ctx.stage_status[stage.name] = "ok"
             except StageSkipped as skip:
-                ctx.stage_status[stage.name] = "skipped"
-                if stage.name in {"vision"}:
-                    ctx.stage_status[stage.name] = "withheld"
-                    ctx.warn(f"{stage.name}: {skip}")
-                elif stage.name not in {"nlp", "fusion"}:
+                ctx.stage_status[stage.name] = "withheld" if skip.withheld else "skipped"
+                if not skip.quiet:
                     ctx.warn(f"{stage.name}: {skip}")
             except Exception as exc:
                 ctx.stage_status[stage.name] = "failed"

@@ -28,7 +28,16 @@ HEATMAP_MAX_SIDE = 512
 
 
 class StageSkipped(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised by a stage that has nothing to do (not a failure)."""
+    """Raised by a stage that has nothing to do (not a failure).
+
+    `withheld`: the stage deliberately gives no output (the result is PARTIAL, with a warning);
+    `quiet`: nothing was asked of it (no warning, e.g. no symptoms were given).
+    """
+
+    def __init__(self, message: str, *, withheld: bool = False, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.withheld = withheld
+        self.quiet = quiet
 
 
 class Stage(Protocol):
@@ -79,7 +88,8 @@ class VisionStage:
         if not result.is_chest_xray:
             raise StageSkipped(
                 "the image does not look like a chest X-ray "
-                f"(out-of-distribution score {result.ood_score:.2f}); no anomaly score is given"
+                f"(out-of-distribution score {result.ood_score:.2f}); no anomaly score is given",
+                withheld=True,
             )
         ctx.vision = result
         from backend.ml.vision import render_heatmap_panels
@@ -113,7 +123,7 @@ class NlpStage:
     async def run(self, ctx: PipelineContext) -> None:
         text = (ctx.input.symptoms or "").strip()
         if not text:
-            raise StageSkipped("no symptoms were given")
+            raise StageSkipped("no symptoms were given", quiet=True)
         model = await self.deps.registry.get(NLP)
         ctx.nlp_model = model
         ctx.nlp = await anyio.to_thread.run_sync(model.analyze, text, limiter=self.deps.limiter)
@@ -131,7 +141,7 @@ class FusionStage:
         from backend.ml.fusion import VisionEvidence, fuse
 
         if ctx.vision is None and ctx.nlp is None:
-            raise StageSkipped("neither image nor text evidence is available")
+            raise StageSkipped("neither image nor text evidence is available", quiet=True)
         evidence = None
         if ctx.vision is not None:
             evidence = VisionEvidence(

@@ -1,4 +1,7 @@
-"""FastAPI dependencies: state, settings, one DB session per request (commit/rollback here)."""
+"""FastAPI dependencies: state, settings, one DB session per request (commit/rollback here).
+
+Cheap dependencies are `async def`: a plain `def` costs a threadpool hop on every request.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +17,10 @@ from backend.analysis.service import Owner
 from backend.auth.caller import Caller, check_scope, owner_for, resolve_caller, unauthenticated
 from backend.config import Settings
 from backend.db.models import User
-from backend.ml.registry import ModelRegistry
 from backend.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.medsight
     return state
 
@@ -26,18 +28,11 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings_dep(state: StateDep) -> Settings:
+async def get_settings_dep(state: StateDep) -> Settings:
     return state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-
-
-def get_registry(state: StateDep) -> ModelRegistry:
-    return state.registry
-
-
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 
 
 async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
@@ -75,7 +70,7 @@ async def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def get_owner(request: Request, caller: CallerDep, settings: SettingsDep) -> Owner:
+async def get_owner(request: Request, caller: CallerDep, settings: SettingsDep) -> Owner:
     """The caller as a resource owner: `Owner(user.id, user.id)`, or anonymous where allowed.
 
     Production (or AUTH_REQUIRED=true) answers 401 without credentials; API keys need the scope

@@ -22,7 +22,7 @@ from backend.auth.client_ip import client_ip
 from backend.auth.ratelimit import rate_limit
 
 
-def get_client_ip(request: Request, settings: SettingsDep) -> str:
+async def get_client_ip(request: Request, settings: SettingsDep) -> str:
     """The socket peer, or the right-most untrusted X-Forwarded-For hop behind TRUSTED_PROXIES."""
     return client_ip(request, settings.trusted_proxies)
 

@@ -10,26 +10,12 @@ from backend.analysis import service
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
 from backend.api.schemas.analysis import AnalysisResultOut, AnalysisStatusOut, AnalyzeAccepted
+from backend.api.uploads import read_limited
 from backend.auth.audit import record_audit
 from backend.auth.dependencies import ClientIP
 from backend.auth.ratelimit import rate_limit
-from backend.errors import PayloadTooLargeError
 
 router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
-
-
-async def _read_limited(upload: UploadFile, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await upload.read(1024 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"The image exceeds the upload limit of {limit / 2**20:.0f} MB.",
-                code="image_too_large",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @router.post(
@@ -52,7 +38,9 @@ async def submit(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> AnalyzeAccepted:
     settings = state.settings
-    data = await _read_limited(image, settings.max_upload_bytes)
+    data = await read_limited(
+        image, settings.max_upload_bytes, what="image", code="image_too_large"
+    )
     submitted = await service.submit_analysis(
         session,
         storage=state.storage,

@@ -9,8 +9,10 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Header, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.analysis import service as analysis_service
+from backend.analysis.service import Owner
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
 from backend.auth.audit import record_audit
@@ -34,6 +36,20 @@ def _etag(result: dict[str, Any], kind: str, code_version: str) -> str:
 def _cache(state: AppState) -> OrderedDict[str, bytes]:
     cache: OrderedDict[str, bytes] = state.extras.setdefault("report_cache", OrderedDict())
     return cache
+
+
+async def _audit_read(
+    session: AsyncSession, owner: Owner, analysis_id: str, ip: str, fmt: str
+) -> None:
+    await record_audit(
+        session,
+        actor_id=owner.user_id,
+        action="report.read",
+        resource_type="analysis",
+        resource_id=analysis_id,
+        client_ip=ip,
+        details={"format": fmt},
+    )
 
 
 def _not_modified(if_none_match: str | None, etag: str) -> bool:
@@ -85,15 +101,7 @@ async def pdf_report(
         cache.move_to_end(etag)
     headers["Content-Disposition"] = f'inline; filename="medsight-{session_id}.pdf"'
     # Audit last: on SQLite the append holds the write lock until the request commits.
-    await record_audit(
-        session,
-        actor_id=owner.user_id,
-        action="report.read",
-        resource_type="analysis",
-        resource_id=analysis.id,
-        client_ip=ip,
-        details={"format": "pdf"},
-    )
+    await _audit_read(session, owner, analysis.id, ip, "pdf")
     return Response(content=pdf, media_type="application/pdf", headers=headers)
 
 
@@ -120,15 +128,7 @@ async def fhir_report(
 
     bundle = await anyio.to_thread.run_sync(lambda: build_fhir_bundle(result))
     etag = _etag(result, "fhir", state.pipeline.code_version)
-    await record_audit(
-        session,
-        actor_id=owner.user_id,
-        action="report.read",
-        resource_type="analysis",
-        resource_id=analysis.id,
-        client_ip=ip,
-        details={"format": "fhir"},
-    )
+    await _audit_read(session, owner, analysis.id, ip, "fhir")
     return Response(
         content=json.dumps(bundle),
         media_type="application/fhir+json",

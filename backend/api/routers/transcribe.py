@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from backend.api.deps import OwnerDep, StateDep
 from backend.api.errors import problem_responses
-from backend.errors import AppError, PayloadTooLargeError
+from backend.api.uploads import read_limited
+from backend.errors import AppError
 from backend.ml.catalog import WHISPER
 
 router = APIRouter(prefix="/api/v1/analyze", tags=["voice"])
@@ -44,16 +45,7 @@ async def transcribe(
     state: StateDep,
     owner: OwnerDep,
 ) -> Any:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await audio.read(1024 * 1024):
-        size += len(chunk)
-        if size > MAX_AUDIO_BYTES:
-            raise PayloadTooLargeError(
-                "The recording exceeds the 10 MB limit.", code="audio_too_large"
-            )
-        chunks.append(chunk)
-    data = b"".join(chunks)
+    data = await read_limited(audio, MAX_AUDIO_BYTES, what="recording", code="audio_too_large")
     transcriber = await state.registry.get(WHISPER)
     from backend.ml.speech import AudioError
 
