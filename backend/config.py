@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     """Every setting of the service; each one is documented in `.env.example`."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,  # `NLP_MODEL_DIR=` as in .env.example means "the default"
     )
 
     # --- service -------------------------------------------------------------------------
@@ -119,6 +123,10 @@ class Settings(BaseSettings):
     vision_batch_max: int = 8
     vision_batch_wait_ms: float = 5.0
     nlp_model_dir: Path | None = None
+    # How the NER tagger and the ranking embedder run: "auto" = int8 ONNX Runtime on CPU.
+    nlp_runtime: str = "auto"
+    # Where derived ONNX graphs are cached (default ~/.cache/medsight/onnx).
+    model_cache_dir: Path | None = None
     gpu_vram_budget_mb: int = 4096
     inference_threads: int = 2
     preload_models: bool = True
@@ -156,11 +164,11 @@ class Settings(BaseSettings):
             raise ValueError("STORAGE_BACKEND must be 'local' or 's3'")
         return value
 
-    @field_validator("vision_anomaly_backend")
+    @field_validator("vision_anomaly_backend", "nlp_runtime")
     @classmethod
-    def _vision_backend(cls, value: str) -> str:
+    def _runtime(cls, value: str) -> str:
         if value not in {"auto", "torch", "onnx"}:
-            raise ValueError("VISION_ANOMALY_BACKEND must be 'auto', 'torch' or 'onnx'")
+            raise ValueError("VISION_ANOMALY_BACKEND and NLP_RUNTIME must be auto, torch or onnx")
         return value
 
     @model_validator(mode="after")

@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runtime", default="auto", choices=["auto", "onnx", "torch"])
     args = parser.parse_args()
 
     import torch
@@ -60,17 +61,19 @@ def main() -> None:
 
     t0 = time.perf_counter()
     embedder = load_minilm_embedder()
-    full = load_clinical_nlp(embedder=embedder)
+    full = load_clinical_nlp(embedder=embedder, runtime=args.runtime)
     print(f"load: {time.perf_counter() - t0:.1f} s; text {len(TEXT)} chars; threads {args.threads}")  # noqa: T201
-    rules = load_clinical_nlp(embedder=None)
+    rules = load_clinical_nlp(embedder=None, runtime=args.runtime)
     tagger = full.extractor.tagger
     if tagger is None:
         raise SystemExit("the shipped NER model is missing")
     no_ner = full.extractor.__class__(None)
     ents = full.extractor.extract(TEXT)
 
+    print(f"runtime: {full.metadata.get('runtime')}")  # noqa: T201
     base = _report(
-        "full stage (NER+rules+ConText+MiniLM)", _time(lambda: full.analyze(TEXT), args.runs)
+        "full stage (NER+rules+ConText+MiniLM)",
+        _time(lambda: full.analyze(TEXT), args.runs),
     )
     _report("  NER tagger (3 heads)", _time(lambda: tagger.tag_text(TEXT), args.runs), base)
     _report("  rules + ConText (no NER)", _time(lambda: no_ner.extract(TEXT), args.runs), base)

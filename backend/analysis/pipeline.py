@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.analysis.context import PipelineContext, PipelineInput
 from backend.analysis.stages import Stage, StageSkipped
+from backend.analysis.watch import CompletionWatch
 from backend.db.base import utcnow
 from backend.db.models import Analysis
 from backend.db.session import transaction
@@ -42,6 +43,7 @@ class Pipeline:
         self.sessionmaker = sessionmaker
         self.storage = storage
         self.progress: dict[str, tuple[str, float]] = {}
+        self.watch = CompletionWatch()
         self.avg_total_ms = 250.0  # moving average of job time, for queue wait estimates
 
     async def run(self, inp: PipelineInput) -> PipelineContext:
@@ -177,6 +179,7 @@ class Pipeline:
                     completed_at=utcnow(),
                 )
             )
+        self.watch.notify(analysis_id)
 
 
 def json_safe(value: Any) -> Any:

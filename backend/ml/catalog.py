@@ -35,7 +35,12 @@ def register_default_models(registry: ModelRegistry, settings: Settings) -> None
     def load_nlp(_device: str, deps: dict[str, Any]) -> Any:
         from backend.ml.nlp import load_clinical_nlp
 
-        return load_clinical_nlp(settings.nlp_model_dir, embedder=deps.get(EMBEDDER))
+        return load_clinical_nlp(
+            settings.nlp_model_dir,
+            embedder=deps.get(EMBEDDER),
+            runtime=settings.nlp_runtime,
+            cache_dir=settings.model_cache_dir,
+        )
 
     def load_whisper(device: str, _deps: dict[str, Any]) -> Any:
         from backend.ml.speech import load_transcriber

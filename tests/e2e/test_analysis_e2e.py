@@ -96,6 +96,24 @@ def test_idempotency_key_returns_the_first_task(server: Server) -> None:
         assert again.headers.get("idempotent-replay") == "true"
 
 
+def test_status_long_poll_answers_when_the_analysis_finishes(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        accepted = submit(client, fixture_images()[2])
+        started = time.monotonic()
+        status = client.get(f"/api/v1/analyze/status/{accepted['task_id']}", params={"wait": 20})
+        waited = time.monotonic() - started
+        assert status.status_code == 200
+        # One request held until the end (not a 20 s timeout): the job takes well under 5 s.
+        assert status.json()["status"] == "complete", status.json()
+        assert waited < 10
+        # Finished: a long poll answers at once; out-of-range waits are a 422 problem.
+        again = client.get(f"/api/v1/analyze/status/{accepted['task_id']}", params={"wait": 20})
+        assert again.json()["status"] == "complete"
+        bad = client.get(f"/api/v1/analyze/status/{accepted['task_id']}", params={"wait": 31})
+        assert bad.status_code == 422
+        assert bad.headers["content-type"].startswith("application/problem+json")
+
+
 def test_without_symptoms_vision_only_is_complete(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         result = wait_result(client, submit(client, fixture_images()[1], symptoms=None))

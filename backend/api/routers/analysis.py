@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Header, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile, status
 
 from backend.analysis import service
 from backend.api.deps import OwnerDep, SessionDep, StateDep
@@ -14,6 +15,8 @@ from backend.api.uploads import read_limited
 from backend.auth.audit import record_audit
 from backend.auth.dependencies import ClientIP
 from backend.auth.ratelimit import rate_limit
+
+MAX_WAIT_S = 30.0
 
 router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
 
@@ -87,9 +90,33 @@ async def submit(
     responses=problem_responses(404),
 )
 async def get_status(
-    task_id: str, state: StateDep, session: SessionDep, owner: OwnerDep
+    task_id: str,
+    state: StateDep,
+    session: SessionDep,
+    owner: OwnerDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_S,
+            description="Long poll: hold the request until the analysis is finished "
+            f"(complete, partial, failed or cancelled) or this many seconds (<= {MAX_WAIT_S:g}) "
+            "have passed, then answer as usual. 0 answers at once.",
+        ),
+    ] = 0.0,
 ) -> AnalysisStatusOut:
-    job, analysis = await service.get_job_and_analysis(session, owner, task_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        job, analysis = await service.get_job_and_analysis(session, owner, task_id)
+        remaining = deadline - loop.time()
+        if analysis.status in service.FINAL_STATES or remaining <= 0:
+            break
+        analysis_id = analysis.id
+        # End the read transaction (frees the pooled connection and the snapshot) while
+        # waiting, so the next read sees what the worker committed.
+        await session.rollback()
+        await state.pipeline.watch.wait(analysis_id, remaining)
     stage, progress = analysis.stage, analysis.progress
     live = state.pipeline.progress.get(analysis.id)
     if live is not None and analysis.status == "running":
@@ -135,10 +162,11 @@ async def get_result(
     responses=problem_responses(404, 409),
 )
 async def cancel(
-    task_id: str, session: SessionDep, owner: OwnerDep, ip: ClientIP
+    task_id: str, state: StateDep, session: SessionDep, owner: OwnerDep, ip: ClientIP
 ) -> AnalysisStatusOut:
     await service.cancel_job(session, owner, task_id)
     job, analysis = await service.get_job_and_analysis(session, owner, task_id)
+    state.pipeline.watch.notify(analysis.id)
     await record_audit(
         session,
         actor_id=owner.user_id,

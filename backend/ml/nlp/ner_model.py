@@ -148,10 +148,38 @@ def bio_to_spans(tags: list[str]) -> list[tuple[int, int, str]]:
     return spans
 
 
-class NERTagger:
-    """Loaded tagger: predicts entity spans on raw text or on pre-split words."""
+class _AllHeads(nn.Module):
+    """Export view of a tagger: (input_ids, attention_mask) -> every head's logits, in order."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model: MultiHeadTagger, heads: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = heads
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[Any, ...]:
+        out = self.model(input_ids, attention_mask, self.names)
+        return tuple(out[h] for h in self.names)
+
+
+class NERTagger:
+    """Loaded tagger: predicts entity spans on raw text or on pre-split words.
+
+    ``runtime`` "onnx" runs the encoder on ONNX Runtime with int8 weights (built once from the
+    loaded weights into ``cache_dir``, default :func:`backend.ml.onnx_text.default_cache_dir`);
+    "torch" runs PyTorch; "auto" picks ONNX on CPU when it is installed. Evaluation goes
+    through the same runtime as the service, so reported scores are those of the served model.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        runtime: str = "auto",
+        cache_dir: Path | None = None,
+        threads: int = 1,
+    ) -> None:
+        from backend.ml.onnx_text import default_cache_dir, resolve_runtime
+
         self.model_dir = model_dir
         self.metadata: dict[str, Any] = json.loads((model_dir / META_FILE).read_text())
         self.heads: dict[str, list[str]] = self.metadata["heads"]
@@ -164,12 +192,48 @@ class NERTagger:
             raise ValueError(f"NER weights do not match: missing={missing} unexpected={unexpected}")
         self.model.eval()
         self.tokenizer = BertTokenizerFast.from_pretrained(str(model_dir / "tokenizer"))
+        self.runtime = resolve_runtime(runtime)
+        self._onnx: Any = None
+        if self.runtime == "onnx":
+            from backend.ml.onnx_text import OnnxEncoder, cached_int8_encoder
 
-    @torch.inference_mode()
+            names = list(self.heads)
+            example = self.tokenizer(["no fever"], return_tensors="pt")
+            path = cached_int8_encoder(
+                _AllHeads(self.model, names),
+                cache_dir or default_cache_dir(),
+                f"ner-{self.metadata.get('version', model_dir.name)}",
+                ("input_ids", "attention_mask"),
+                names,
+                (example["input_ids"], example["attention_mask"]),
+            )
+            self._onnx = OnnxEncoder(path, threads=threads)
+
+    def _logits(self, enc: Any, heads: list[str]) -> dict[str, npt.NDArray[np.float32]]:
+        if self._onnx is not None:
+            # One unpadded run per row: dynamic int8 quantisation scales activations over the
+            # whole input, so batching would let one sentence's tags depend on its neighbours.
+            ids, mask = np.asarray(enc["input_ids"]), np.asarray(enc["attention_mask"])
+            result: dict[str, npt.NDArray[np.float32]] = {}
+            for b in range(ids.shape[0]):
+                n = int(mask[b].sum())
+                out = self._onnx.run(ids[b : b + 1, :n], mask[b : b + 1, :n])
+                for h in heads:
+                    if h not in result:
+                        width = out[h].shape[-1]
+                        result[h] = np.zeros((ids.shape[0], ids.shape[1], width), np.float32)
+                    result[h][b, :n] = out[h][0]
+            return result
+        with torch.inference_mode():
+            logits = self.model(
+                torch.as_tensor(enc["input_ids"]), torch.as_tensor(enc["attention_mask"]), heads
+            )
+        return {h: logits[h].float().numpy() for h in heads}
+
     def _word_log_probs(
         self, enc: Any, n_items: int, heads: list[str]
     ) -> list[dict[str, npt.NDArray[np.float32]]]:
-        logits = self.model(enc["input_ids"], enc["attention_mask"], heads)
+        logits = self._logits(enc, heads)
         out: list[dict[str, npt.NDArray[np.float32]]] = []
         for b in range(n_items):
             word_ids = enc.word_ids(b)
@@ -179,12 +243,7 @@ class NERTagger:
                 if wid is not None and wid not in seen:
                     seen.add(wid)
                     firsts.append(pos)
-            out.append(
-                {
-                    h: torch.log_softmax(logits[h][b, firsts], dim=-1).numpy().astype(np.float32)
-                    for h in heads
-                }
-            )
+            out.append({h: _log_softmax(logits[h][b, firsts]) for h in heads})
         return out
 
     def tag_words(
@@ -201,7 +260,7 @@ class NERTagger:
                 truncation=True,
                 max_length=512,
                 padding=True,
-                return_tensors="pt",
+                return_tensors="np",
             )
             for sent, lp in zip(batch, self._word_log_probs(enc, len(batch), [head]), strict=True):
                 tags = viterbi_bio(lp[head], labels)
@@ -219,7 +278,7 @@ class NERTagger:
                 truncation=True,
                 max_length=512,
                 return_offsets_mapping=True,
-                return_tensors="pt",
+                return_tensors="np",
             )
             offsets = enc.pop("offset_mapping")[0].tolist()
             word_ids = enc.word_ids(0)
@@ -241,6 +300,12 @@ class NERTagger:
                     e = word_bounds[order[b - 1]][1] + piece_start
                     spans.append(TaggedSpan(s, e, typ, head))
         return spans
+
+
+def _log_softmax(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    z = x.astype(np.float32) - x.max(axis=-1, keepdims=True)
+    out: npt.NDArray[np.float32] = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return out
 
 
 def _pieces(text: str) -> list[tuple[int, str]]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +16,7 @@ import numpy.typing as npt
 
 from backend.ml.nlp.conditions import DEFAULT_PROFILES, ConditionProfile, load_profiles
 from backend.ml.nlp.extraction import EntityExtractor
-from backend.ml.nlp.ranking import ConditionRanker
+from backend.ml.nlp.ranking import ConditionRanker, split_clauses
 from backend.ml.nlp.types import NLPResult, TextEmbedder, empty_groups
 
 if TYPE_CHECKING:
@@ -26,11 +29,48 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[3] / "models" / "nlp" / DEF
 TOP_K = 5
 
 
+class PrefetchingEmbedder:
+    """A :class:`TextEmbedder` that can be handed vectors computed ahead for the current call.
+
+    Lets the NLP stage embed the patient's clauses on a second thread while entity extraction
+    runs on the first; within :meth:`provided` the ranker's ``encode`` of those clauses is a
+    lookup. Nothing is kept across calls (each text is embedded afresh), and a text not
+    handed over is simply computed, so the answer never depends on the hand-over.
+    """
+
+    def __init__(self, inner: TextEmbedder) -> None:
+        self.inner = inner
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def provided(self, texts: list[str], vectors: npt.NDArray[np.float32]) -> Iterator[None]:
+        """Within the block (on this thread), ``encode`` answers ``texts`` from ``vectors``."""
+        self._local.vectors = dict(zip(texts, vectors, strict=True))
+        try:
+            yield
+        finally:
+            self._local.vectors = None
+
+    def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Vectors of ``texts``; those handed over for this call are not recomputed."""
+        known: dict[str, npt.NDArray[np.float32]] = getattr(self._local, "vectors", None) or {}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if not known:
+            return self.inner.encode(texts)
+        fresh = dict(zip(missing, self.inner.encode(missing), strict=True)) if missing else {}
+        rows = [known[t] if t in known else fresh[t] for t in texts]
+        if not rows:
+            return np.zeros((0, 384), dtype=np.float32)
+        out: npt.NDArray[np.float32] = np.stack(rows).astype(np.float32, copy=False)
+        return out
+
+
 class ClinicalNLP:
     """Entities (NER + rules + ConText) and zero-shot condition ranking.
 
-    Thread-safe: calls are serialised by an internal lock (spaCy docs and the torch tagger are
-    cheap per call; run it in a worker thread, not on the event loop).
+    Thread-safe: entity extraction (spaCy docs are not shared across threads) is serialised by
+    an internal lock; the patient's clauses are embedded meanwhile on a helper thread, so the
+    two encoder passes of one text overlap. Run it in a worker thread, not on the event loop.
     """
 
     def __init__(
@@ -45,6 +85,17 @@ class ClinicalNLP:
         self.version = version
         self.metadata = metadata
         self._lock = threading.Lock()
+        self._prefetcher: ThreadPoolExecutor | None = None
+        if isinstance(ranker.embedder, PrefetchingEmbedder):
+            self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="nlp-embed")
+
+    def _prefetch(self, text: str) -> tuple[list[str], Future[npt.NDArray[np.float32]]] | None:
+        embedder = self.ranker.embedder
+        if self._prefetcher is None or not isinstance(embedder, PrefetchingEmbedder):
+            return None
+        clauses = split_clauses(text)
+        queries = [*clauses, text] if self.ranker.whole_text else clauses
+        return queries, self._prefetcher.submit(embedder.inner.encode, queries)
 
     @property
     def profiles(self) -> list[ConditionProfile]:
@@ -58,8 +109,17 @@ class ClinicalNLP:
         """
         if not text or not text.strip():
             return NLPResult(entities=empty_groups())
+        pending = self._prefetch(text)
         with self._lock:
             entities = self.extractor.extract(text)
+        handed: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if pending is not None:
+            queries, future = pending
+            embedder = self.ranker.embedder
+            if future.exception() is None and isinstance(embedder, PrefetchingEmbedder):
+                handed = embedder.provided(queries, future.result())
+            # (on error the ranker computes the vectors itself and meets the same error)
+        with handed:
             ranked = self.ranker.rank(text, entities, candidates)
         if not ranked:
             return NLPResult(entities=entities, ranking_method=self.ranker.method)
@@ -78,6 +138,11 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+
+    @property
+    def sentence_transformer(self) -> Any:
+        """The wrapped sentence-transformers model."""
+        return self.model
 
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """(n, 384) L2-normalised float32."""
@@ -100,23 +165,43 @@ def load_clinical_nlp(
     embedder: TextEmbedder | None = None,
     profiles_path: Path | None = None,
     use_ner: bool = True,
+    runtime: str = "auto",
+    cache_dir: Path | None = None,
 ) -> ClinicalNLP:
-    """Build the NLP stage. model_dir None: shipped model; embedder None: lexical ranking."""
+    """Build the NLP stage. model_dir None: shipped model; embedder None: lexical ranking.
+
+    ``runtime`` ("auto" | "onnx" | "torch") selects how both encoders run: with ONNX the NER
+    tagger and the ranking embedder use int8 ONNX Runtime graphs built on first use into
+    ``cache_dir``; the given embedder's own model is exported,
+    so a PyTorch embedder shared with the RAG index is left as it is. The cache defaults to
+    :func:`backend.ml.onnx_text.default_cache_dir` (files are keyed by the weights' digest).
+    """
     from backend.ml.nlp.ner_model import META_FILE, NERTagger  # torch: only when building
+    from backend.ml.onnx_text import default_cache_dir, resolve_runtime
 
     mdir = model_dir or DEFAULT_MODEL_DIR
+    runtime = resolve_runtime(runtime)
+    onnx_dir = cache_dir or default_cache_dir()
     tagger: NERTagger | None = None
     metadata: dict[str, Any] = {}
     if use_ner:
         if not (mdir / META_FILE).is_file():
             raise FileNotFoundError(f"no NER model at {mdir} (expected {META_FILE})")
-        tagger = NERTagger(mdir)
+        tagger = NERTagger(mdir, runtime=runtime, cache_dir=onnx_dir)
         metadata = dict(tagger.metadata)
     elif (mdir / META_FILE).is_file():
         metadata = json.loads((mdir / META_FILE).read_text())
     extractor = EntityExtractor(tagger)
     profiles = load_profiles(profiles_path or DEFAULT_PROFILES)
+    if embedder is not None:
+        st_model = getattr(embedder, "sentence_transformer", None)
+        if runtime == "onnx" and st_model is not None:
+            from backend.ml.embeddings import OnnxSentenceEncoder
+
+            embedder = OnnxSentenceEncoder(st_model, onnx_dir)
+        embedder = PrefetchingEmbedder(embedder)
     ranker = ConditionRanker(profiles, extractor.symptoms, embedder)
     version = str(metadata.get("version", mdir.name if use_ner else "rules-only"))
     metadata["ranking"] = {"method": ranker.method, "profiles": len(profiles)}
+    metadata["runtime"] = runtime
     return ClinicalNLP(extractor, ranker, version, metadata)

@@ -1,0 +1,75 @@
+"""The int8 ONNX Runtime path serves the same model: NER spans and ranking agree with PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.ml.nlp.pipeline import DEFAULT_MODEL_DIR, PrefetchingEmbedder, load_minilm_embedder
+from backend.ml.onnx_text import length_batches, onnx_runtime_available, pad, resolve_runtime
+
+pytestmark = pytest.mark.skipif(not onnx_runtime_available(), reason="onnxruntime not installed")
+
+NOTE = (
+    "58-year-old smoker with a productive cough, fever and shortness of breath for five days. "
+    "He denies hemoptysis. No history of asthma. He takes lisinopril for hypertension and was "
+    "started on amoxicillin. Crackles over the right lower lobe. Possible pneumonia."
+)
+
+
+def test_runtime_choice() -> None:
+    assert resolve_runtime("auto") == "onnx"
+    assert resolve_runtime("auto", device="cuda") == "torch"
+    assert resolve_runtime("torch") == "torch"
+    with pytest.raises(ValueError):
+        resolve_runtime("tensorrt")
+
+
+def test_length_batches_cover_every_index_once_with_little_padding() -> None:
+    lengths = [5, 40, 6, 41, 7, 120, 5]
+    groups = length_batches(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        widest = max(lengths[i] for i in g)
+        assert widest * len(g) <= 1.25 * sum(lengths[i] for i in g) + 1e-9
+    ids, mask = pad([[1, 2, 3], [4]])
+    assert ids.tolist() == [[1, 2, 3], [4, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_ner_spans_match_torch(tmp_path: Path) -> None:
+    from backend.ml.nlp.ner_model import NERTagger
+
+    torch_tagger = NERTagger(DEFAULT_MODEL_DIR, runtime="torch")
+    onnx_tagger = NERTagger(DEFAULT_MODEL_DIR, runtime="onnx", cache_dir=tmp_path)
+    assert onnx_tagger.runtime == "onnx" and list(tmp_path.glob("ner-*.int8.onnx"))
+    a = {(s.start, s.end, s.label, s.head) for s in torch_tagger.tag_text(NOTE)}
+    b = {(s.start, s.end, s.label, s.head) for s in onnx_tagger.tag_text(NOTE)}
+    assert len(a) >= 6
+    # int8 weights may move a boundary now and then; the spans must agree almost everywhere.
+    assert len(a & b) / len(a | b) >= 0.8, (a ^ b)
+    # The graph is cached: a second load reuses the file.
+    before = sorted(p.name for p in tmp_path.iterdir())
+    NERTagger(DEFAULT_MODEL_DIR, runtime="onnx", cache_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_sentence_encoder_matches_torch_and_prefetch_changes_nothing(tmp_path: Path) -> None:
+    from backend.ml.embeddings import OnnxSentenceEncoder
+
+    st = load_minilm_embedder()
+    onnx = OnnxSentenceEncoder(st.sentence_transformer, tmp_path)
+    texts = ["dry cough and fever", "wheezing at night after exercise", NOTE, "no chest pain"]
+    ref = st.encode(texts)
+    got = onnx.encode(texts)
+    assert got.shape == ref.shape == (4, 384)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
+    assert float((ref * got).sum(axis=1).min()) > 0.97
+    assert onnx.encode([]).shape == (0, 384)
+
+    pre = PrefetchingEmbedder(onnx)
+    plain = pre.encode(texts)
+    with pre.provided(texts[:2], plain[:2]):
+        mixed = pre.encode(texts)  # two handed over, two computed
+    assert np.allclose(mixed, plain, atol=1e-6)
