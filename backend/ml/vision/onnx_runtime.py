@@ -77,6 +77,9 @@ class OnnxScorer:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        # Idle pool threads sleep instead of spinning: a spinning pool burns the cores that the
+        # NLP stage and the other jobs of a busy service need.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(
             str(path), sess_options=opts, providers=["CPUExecutionProvider"]
