@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import anyio
@@ -48,6 +49,9 @@ async def get_chat_engine(state: AppState) -> Any:
         return engine
 
 
+RETRIEVER_RETRY_S = 30.0
+
+
 async def attach_retriever(state: AppState, engine: Any) -> None:
     """Open the retriever if the corpus exists (blocking work runs in a thread)."""
     from backend.ml.rag import corpus_exists, open_retriever
@@ -55,8 +59,14 @@ async def attach_retriever(state: AppState, engine: Any) -> None:
     settings = state.settings
     chroma_dir = settings.chroma_dir
     assert chroma_dir is not None  # noqa: S101
-    if state.extras.get("corpus_status", {}).get("state") == "building":
+    if state.extras.get("corpus_status", {}).get("state") in {"checking", "building"}:
+        return  # the startup task attaches it when the corpus is ready
+    # Opening the store to look costs milliseconds: without a corpus, look again at most
+    # every RETRIEVER_RETRY_S, not on every chat request.
+    now = time.monotonic()
+    if now < state.extras.get("retriever_next_probe", 0.0):
         return
+    state.extras["retriever_next_probe"] = now + RETRIEVER_RETRY_S
     if not await anyio.to_thread.run_sync(corpus_exists, chroma_dir, settings.chroma_url):
         return
     embedder = await state.registry.get(EMBEDDER)
@@ -94,6 +104,7 @@ async def build_corpus_if_missing(state: AppState) -> None:
         status.update(state="ready", stats=stats)
         engine = state.extras.get("chat_engine")
         if engine is not None and engine.retriever is None:
+            state.extras.pop("retriever_next_probe", None)
             await attach_retriever(state, engine)
     except Exception as exc:  # noqa: BLE001 - chat degrades; the service stays up
         logger.exception("corpus build failed")

@@ -41,6 +41,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
+        # Each aiosqlite connection is a thread plus PRAGMAs to open; a pool large enough for
+        # the busy case keeps them (the default 5 + 10 overflow closed and reopened connections
+        # hundreds of times a second under load).
+        kwargs.update(pool_size=30, max_overflow=20)
     else:
         kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)

@@ -151,9 +151,10 @@ class VisionScorer:
             self.net.cpu()
             export_onnx(self.net, path, self.image_size)
             self.net.to(self.device)
-        self._onnx = OnnxScorer(
-            path, threads=int(os.environ.get("MEDSIGHT_ORT_THREADS", "0")) or None
-        )
+        # MEDSIGHT_ORT_THREADS, else OMP_NUM_THREADS (the usual per-process cap, set to 1 for
+        # Celery workers that scale by process), else ONNX Runtime's default (all cores).
+        threads = os.environ.get("MEDSIGHT_ORT_THREADS") or os.environ.get("OMP_NUM_THREADS")
+        self._onnx = OnnxScorer(path, threads=int(threads or "0") or None)
 
     # --- scoring --------------------------------------------------------------------------
     def prepare(
