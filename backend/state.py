@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend.analysis.result_cache import ResultCache
 from backend.config import Settings
 from backend.jobs.base import JobQueue
 from backend.jobs.store import JobStore
@@ -29,4 +30,5 @@ class AppState:
     queue: JobQueue
     jobs: JobStore
     started_at: float = field(default_factory=time.time)
+    results: ResultCache = field(default_factory=ResultCache)
     extras: dict[str, Any] = field(default_factory=dict)

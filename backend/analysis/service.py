@@ -11,6 +11,7 @@ import anyio
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from backend import DISCLAIMER
 from backend.config import Settings
@@ -175,10 +176,14 @@ async def get_job_and_analysis(
     return row[0], row[1]
 
 
-async def get_analysis(session: AsyncSession, owner: Owner, session_id: str) -> Analysis:
-    analysis = await session.scalar(
-        select(Analysis).where(Analysis.id == session_id, Analysis.owner_key == owner.key)
-    )
+async def get_analysis(
+    session: AsyncSession, owner: Owner, session_id: str, *, with_result: bool = True
+) -> Analysis:
+    """The caller's analysis (404 otherwise); ``with_result=False`` leaves the big JSON unread."""
+    query = select(Analysis).where(Analysis.id == session_id, Analysis.owner_key == owner.key)
+    if not with_result:
+        query = query.options(defer(Analysis.result))
+    analysis = await session.scalar(query)
     if analysis is None:
         raise NotFoundError(f"No analysis session {session_id}.", code="session_not_found")
     return analysis

@@ -113,6 +113,16 @@ def test_status_long_poll_answers_when_the_analysis_finishes(server: Server) -> 
         assert bad.status_code == 422
         assert bad.headers["content-type"].startswith("application/problem+json")
 
+        # The finished result: the same body and ETag on every read; a revalidation is a 304.
+        url = f"/api/v1/analyze/result/{accepted['session_id']}"
+        first, second = client.get(url), client.get(url)
+        assert first.status_code == second.status_code == 200
+        assert first.content == second.content and first.json()["vision"]["heatmap_base64"]
+        etag = first.headers["etag"]
+        assert etag == second.headers["etag"] and etag.startswith('"')
+        again = client.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b""
+
 
 def test_without_symptoms_vision_only_is_complete(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile, status
 
 from backend.analysis import service
 from backend.api.deps import OwnerDep, SessionDep, StateDep
@@ -139,10 +139,27 @@ async def get_status(
     responses=problem_responses(404, 409),
 )
 async def get_result(
-    session_id: str, session: SessionDep, owner: OwnerDep, ip: ClientIP
-) -> dict[str, Any]:
-    analysis = await service.get_analysis(session, owner, session_id)
-    result = service.finished_result(analysis)
+    session_id: str,
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    owner: OwnerDep,
+    ip: ClientIP,
+) -> Response:
+    # Owner, status and completion time first (the result JSON stays unread): a finished
+    # result is immutable, so its serialised body is reused from the cache when present.
+    analysis = await service.get_analysis(session, owner, session_id, with_result=False)
+    key = (
+        analysis.id,
+        analysis.status,
+        analysis.completed_at.isoformat() if analysis.completed_at else "",
+    )
+    cached = state.results.get(key) if analysis.status in service.FINAL_STATES else None
+    if cached is None:
+        await session.refresh(analysis, ["result"])
+        result = service.finished_result(analysis)  # 409 while queued, running or cancelled
+        body = AnalysisResultOut.model_validate(result).model_dump_json(by_alias=True).encode()
+        cached = state.results.put(key, body)
     await record_audit(
         session,
         actor_id=owner.user_id,
@@ -151,7 +168,10 @@ async def get_result(
         resource_id=analysis.id,
         client_ip=ip,
     )
-    return result
+    headers = {"ETag": cached.etag, "Cache-Control": "private, no-cache"}
+    if request.headers.get("if-none-match") == cached.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(content=cached.body, media_type="application/json", headers=headers)
 
 
 @router.delete(
