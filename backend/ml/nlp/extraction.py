@@ -203,16 +203,57 @@ class EntityExtractor:
         return groups
 
 
+_UNABLE_VERBS = (
+    "stop catch shake get seem sleep breathe smell taste focus concentrate eat swallow walk "
+    "move lie keep hold remember see hear feel think talk speak climb sit stand"
+).split()
+
+
 def extra_context_rules() -> list[Any]:
     """Uncertainty/negation triggers missing from medspaCy's default English ConText rules.
 
     They are the usual pyConText lexicon entries for hedged findings ("suspected X", "X was
-    suspected", "probable", "may <verb> X") and a backward "was denied".
+    suspected", "probable", "may <verb> X"), a backward "was denied", and pseudo-negations of
+    lay complaints ("can't catch my breath", "won't go away") that must not deny anything.
     """
     from medspacy.context import ConTextRule
 
     modal = {"LOWER": {"IN": ["may", "might", "could"]}}
-    return [
+    neg = {"LOWER": {"IN": ["n't", "not"]}}
+    # "can't catch my breath", "can't stop coughing", "a cough that won't go away", "haven't
+    # been able to sleep": the negation is part of the complaint, not a denial. PSEUDO rules
+    # consume the cue so that ConText does not negate what follows.
+    unable = {"LOWER": {"IN": list(_UNABLE_VERBS)}}
+    pseudo = [
+        ConTextRule(
+            "can't <verb>",
+            "PSEUDO_NEGATION",
+            pattern=[{"LOWER": {"IN": ["ca", "can", "could", "wo", "would"]}}, neg, unable],
+            direction="PSEUDO",
+        ),
+        ConTextRule(
+            "doesn't go away",
+            "PSEUDO_NEGATION",
+            pattern=[
+                {"LOWER": {"IN": ["do", "does", "did", "wo", "will", "has", "have"]}},
+                neg,
+                {"LOWER": {"IN": ["go", "stop", "improve", "improved", "ease", "settle", "clear"]}},
+            ],
+            direction="PSEUDO",
+        ),
+        ConTextRule(
+            "haven't been able",
+            "PSEUDO_NEGATION",
+            pattern=[
+                {"LOWER": {"IN": ["have", "has", "had", "was", "were", "am", "is"]}},
+                neg,
+                {"LOWER": "been", "OP": "?"},
+                {"LOWER": "able"},
+            ],
+            direction="PSEUDO",
+        ),
+    ]
+    return pseudo + [
         ConTextRule("suspected", "POSSIBLE_EXISTENCE", direction="BIDIRECTIONAL", max_scope=6),
         ConTextRule("suspicious for", "POSSIBLE_EXISTENCE", direction="FORWARD", max_scope=8),
         ConTextRule("probable", "POSSIBLE_EXISTENCE", direction="BIDIRECTIONAL", max_scope=5),

@@ -11,7 +11,10 @@ evidence(c) in [-1, 1]: the IDF-weighted share of the patient's affirmed symptom
 symptoms of c, minus the share of its key symptoms the patient explicitly denies ("no fever" counts
 against every condition whose profile lists fever), plus +0.3 when the condition itself is named
 (+0.225 when hedged, "possible pneumonia") and -0.3 when it is negated. Uncertain, historical
-and family symptom mentions are ignored.
+and family symptom mentions are ignored. The IDF is the Robertson-Sparck Jones (BM25) one over
+the profiles' key symptoms, log((N - df + 0.5) / (df + 0.5)) floored at ``IDF_FLOOR``: generic
+symptoms that half the profiles list (fever, tiredness, cough) count for almost nothing, so a
+condition cannot win on them alone; specific ones (wheezing, coloured or mucoid sputum) decide.
 
 Confidence: softmax(score / T) over the candidate conditions. T is fixed per method (see
 ``TEMPERATURE``) by leave-one-out on the profiles' own lay descriptions (each description removed
@@ -34,7 +37,10 @@ from backend.ml.nlp.types import Entity, TextEmbedder
 from backend.ml.nlp.vocab import SymptomMatcher
 
 LAMBDA = {"embedding": 0.3, "rules": 0.35}
+# Re-derived with `python -m training.ner.calibrate` after the profile/IDF update (101 leave-one-out
+# queries): embedding T=0.05 (top-1 0.83, NLL 0.69), rules T=0.06 (top-1 0.69, NLL 0.79).
 TEMPERATURE = {"embedding": 0.05, "rules": 0.06}
+IDF_FLOOR = 0.05  # weight of a symptom listed by half the profiles or more
 NAMED = 0.3  # evidence for a condition named in the text (x0.75 when hedged)
 _CLAUSE_SPLIT = re.compile(r"[.;!?\n]+|,\s*(?:and|but|with|also)\s+|\s+(?:but|and also)\s+")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -116,7 +122,9 @@ class ConditionRanker:
         for p in profiles:
             for k in symptoms.expand(set(p.key_symptoms)):
                 df[k] = df.get(k, 0) + 1
-        self.idf = {k: math.log((n + 1) / (d + 0.5)) for k, d in df.items()}
+        # Robertson-Sparck Jones (BM25) IDF: a symptom listed by half the profiles (fever,
+        # tiredness, cough) weighs almost nothing; floored so it still counts a little.
+        self.idf = {k: max(IDF_FLOOR, math.log((n - d + 0.5) / (d + 0.5))) for k, d in df.items()}
         self.keys = [symptoms.expand(set(p.key_symptoms)) for p in profiles]
         self._phrase_owner: npt.NDArray[np.int64] = np.array(
             [i for i, p in enumerate(profiles) for _ in p.phrases], dtype=np.int64

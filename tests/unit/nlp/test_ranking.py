@@ -82,3 +82,34 @@ def test_split_clauses() -> None:
         "No fever",
     ]
     assert split_clauses("") == []
+
+
+def test_generic_symptoms_weigh_less_than_specific_ones(ranker: ConditionRanker) -> None:
+    # BM25 IDF over the profiles' key symptoms: fever/tiredness/cough are listed by many.
+    for generic in ("fever", "fatigue", "cough"):
+        for specific in ("wheezing", "mucoid sputum", "purulent sputum", "dysuria"):
+            assert ranker.idf[generic] < ranker.idf[specific], (generic, specific)
+    assert min(ranker.idf.values()) > 0
+
+
+def test_sputum_colour_is_a_symptom_concept(extractor: Any) -> None:
+    found = {
+        e.concept
+        for e in extractor.extract(
+            "I bring up rusty phlegm. My sister coughs up thick white sticky mucus."
+        )["symptoms"]
+    }
+    assert {"purulent sputum", "mucoid sputum"} <= found
+
+
+def test_lay_asthma_and_pneumonia_texts(extractor: Any, ranker: ConditionRanker) -> None:
+    cases = {
+        "asthma": "I wheeze and my chest feels tight, I get out of breath when I exercise or "
+        "in cold air, and a cough keeps me awake at night.",
+        "pneumonia": "High temperature with sweats and shaking chills, my heart is racing and I "
+        "cough up rusty brown phlegm; my chest hurts when I breathe in.",
+    }
+    cands = {"asthma", "pneumonia", "common_cold", "allergy", "typhoid", "malaria"}
+    for expected, text in cases.items():
+        ranked = ranker.rank(text, extractor.extract(text), candidates=cands)
+        assert ranked[0].profile.id == expected, [r.profile.id for r in ranked[:3]]

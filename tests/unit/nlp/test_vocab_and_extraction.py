@@ -61,3 +61,21 @@ def test_empty_text_gives_empty_groups(extractor: Any) -> None:
     ents = extractor.extract("   ")
     assert set(ents) == {"diseases", "symptoms", "medications", "anatomy"}
     assert not any(ents.values())
+
+
+def test_lay_inability_phrases_are_complaints_not_denials(extractor: Any) -> None:
+    """"can't catch my breath" affirms dyspnoea and does not negate what follows."""
+
+    def flags(text: str) -> dict[str, bool]:
+        groups = extractor.extract(text)
+        return {e.concept or e.text: e.negated for e in groups["symptoms"]}
+
+    assert flags("I can't catch my breath and I'm tired.") == {"dyspnea": False, "fatigue": False}
+    assert flags("A cough that won't go away, and fatigue.") == {
+        "chronic cough": False,
+        "fatigue": False,
+    }
+    assert flags("No fever. I can't stop coughing.") == {"fever": True, "cough": False}
+    # Real denials stay denials.
+    assert flags("She doesn't have a fever.") == {"fever": True}
+    assert flags("He does not have chest pain and can't sleep.")["chest pain"] is True
