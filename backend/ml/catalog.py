@@ -40,6 +40,7 @@ def register_default_models(registry: ModelRegistry, settings: Settings) -> None
             embedder=deps.get(EMBEDDER),
             runtime=settings.nlp_runtime,
             cache_dir=settings.model_cache_dir,
+            parallel=settings.inference_threads > 1,
         )
 
     def load_whisper(device: str, _deps: dict[str, Any]) -> Any:

@@ -79,6 +79,8 @@ class ClinicalNLP:
         ranker: ConditionRanker,
         version: str,
         metadata: dict[str, Any],
+        *,
+        parallel: bool = True,
     ) -> None:
         self.extractor = extractor
         self.ranker = ranker
@@ -86,7 +88,7 @@ class ClinicalNLP:
         self.metadata = metadata
         self._lock = threading.Lock()
         self._prefetcher: ThreadPoolExecutor | None = None
-        if isinstance(ranker.embedder, PrefetchingEmbedder):
+        if parallel and isinstance(ranker.embedder, PrefetchingEmbedder):
             self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="nlp-embed")
 
     def _prefetch(self, text: str) -> tuple[list[str], Future[npt.NDArray[np.float32]]] | None:
@@ -167,6 +169,7 @@ def load_clinical_nlp(
     use_ner: bool = True,
     runtime: str = "auto",
     cache_dir: Path | None = None,
+    parallel: bool = True,
 ) -> ClinicalNLP:
     """Build the NLP stage. model_dir None: shipped model; embedder None: lexical ranking.
 
@@ -175,6 +178,8 @@ def load_clinical_nlp(
     ``cache_dir``; the given embedder's own model is exported,
     so a PyTorch embedder shared with the RAG index is left as it is. The cache defaults to
     :func:`backend.ml.onnx_text.default_cache_dir` (files are keyed by the weights' digest).
+    ``parallel`` embeds the clauses on a second thread while entities are extracted (off
+    for one-core deployments such as Celery workers started with ``INFERENCE_THREADS=1``).
     """
     from backend.ml.nlp.ner_model import META_FILE, NERTagger  # torch: only when building
     from backend.ml.onnx_text import default_cache_dir, resolve_runtime
@@ -204,4 +209,4 @@ def load_clinical_nlp(
     version = str(metadata.get("version", mdir.name if use_ner else "rules-only"))
     metadata["ranking"] = {"method": ranker.method, "profiles": len(profiles)}
     metadata["runtime"] = runtime
-    return ClinicalNLP(extractor, ranker, version, metadata)
+    return ClinicalNLP(extractor, ranker, version, metadata, parallel=parallel)
