@@ -79,3 +79,29 @@ def test_lay_inability_phrases_are_complaints_not_denials(extractor: Any) -> Non
     # Real denials stay denials.
     assert flags("She doesn't have a fever.") == {"fever": True}
     assert flags("He does not have chest pain and can't sleep.")["chest pain"] is True
+
+
+def test_indexed_symptom_matcher_finds_what_a_full_scan_finds() -> None:
+    """The first-letter index is only a speed-up: same matches as one scan per symptom."""
+    from backend.ml.nlp.vocab import SymptomMatcher
+
+    matcher = SymptomMatcher(load_symptoms())
+
+    def full_scan(text: str) -> list[tuple[int, int, str]]:
+        return sorted(
+            (m.start(), m.end(), name)
+            for name, rx in matcher._compiled
+            for m in rx.finditer(text)
+            if m.end() > m.start()
+        )
+
+    texts = [
+        "Can't-stop coughing; chest pain-free? CHEST PAIN!! no fever, fever 39C, short of breath",
+        "I have been coughing up green phlegm and my stomach hurts; itchy rash on my arms.",
+        "Patient reports dyspnoea on exertion, haemoptysis and night sweats. Back-pain.",
+        "",
+    ]
+    for profile in load_profiles():
+        texts.extend(profile.descriptions)
+    assert all(matcher.find(t) == full_scan(t) for t in texts)
+    assert not matcher._anywhere  # every shipped pattern is indexed
