@@ -52,6 +52,16 @@ def prf(gold: set[Any], pred: set[Any]) -> dict[str, float]:
     }
 
 
+def tag_sorted(tagger: Any, sentences: list[list[str]], head: str) -> list[list[str]]:
+    """``tagger.tag_words`` over the sentences in length order, returned in the input order."""
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    tagged = tagger.tag_words([sentences[i] for i in order], head)
+    out: list[list[str]] = [[] for _ in sentences]
+    for i, tags in zip(order, tagged, strict=True):
+        out[i] = tags
+    return out
+
+
 def evaluate_ner(
     data_dir: Path,
     split: str,
@@ -60,12 +70,21 @@ def evaluate_ner(
     model_dir: Path | None = None,
     threads: int = 1,
     record: bool = False,
+    post: bool | None = None,
+    post_window: int = 5,
 ) -> dict[str, Any]:
     """Exact-span P/R/F1 per type and micro F1 on ``data_dir/<iob/>{split}.tsv``.
 
     ``data_dir`` is one corpus folder (layout of ``../shared/data/ner/<corpus>``); the model head
     with the corpus's name is used (bc5cdr, ncbi-disease -> ncbi, anatem). ``record`` writes the
-    scores into the model's metadata.json under ``metrics[head][split]``.
+    scores into the model's metadata.json under ``metrics[head][split]``. Sentences are tagged
+    in length order (less padding; each sentence is scored on its own, so the tags do not
+    depend on the order). ``post`` applies the document-level rules of
+    :mod:`backend.ml.nlp.ner_post` with each sentence's ``post_window`` neighbours on either side
+    as its document (the IOB files carry no document markers); left at None it follows the
+    model: on when its metadata.json has a ``postprocess`` entry (its ``min_ratio``,
+    ``abbreviations`` and ``consistency`` are used). The scores without post-processing are
+    reported beside them under ``raw``.
     """
     import torch
 
@@ -81,9 +100,38 @@ def evaluate_ner(
     if head not in tagger.heads:
         raise ValueError(f"model {mdir} has no head for corpus {head!r}: {sorted(tagger.heads)}")
     t0 = time.time()
-    pred_tags = tagger.tag_words(corpus.words, head)
-    seconds = time.time() - t0
+    pred_tags = tag_sorted(tagger, corpus.words, head)
     gold = span_set(corpus.tags)
+    post_cfg: dict[str, Any] | None = None
+    raw: dict[str, Any] | None = None
+    model_post = tagger.metadata.get("postprocess")
+    if post or (post is None and model_post):
+        from backend.ml.nlp.ner_post import postprocess_windows
+
+        post_cfg = {
+            "abbreviations": True,
+            "consistency": True,
+            "min_ratio": 0.67,
+            **(model_post or {}),
+            "window": post_window,
+        }
+        raw_pred = span_set(pred_tags)
+        raw = {
+            "micro_f1": prf(gold, raw_pred)["f1"],
+            "per_type_f1": {
+                t: prf({g for g in gold if g[3] == t}, {p for p in raw_pred if p[3] == t})["f1"]
+                for t in sorted({g[3] for g in gold} | {p[3] for p in raw_pred})
+            },
+        }
+        pred_tags = postprocess_windows(
+            corpus.words,
+            pred_tags,
+            window=post_window,
+            abbreviations=bool(post_cfg["abbreviations"]),
+            consistency=bool(post_cfg["consistency"]),
+            min_ratio=float(post_cfg["min_ratio"]),
+        )
+    seconds = time.time() - t0
     pred = span_set(pred_tags)
     per_type = {
         t: prf({g for g in gold if g[3] == t}, {p for p in pred if p[3] == t})
@@ -105,6 +153,8 @@ def evaluate_ner(
         "micro": micro,
         "micro_f1": micro["f1"],
         "published": PUBLISHED.get(head),
+        "postprocess": post_cfg,
+        "raw": raw,
         "seconds": round(seconds, 1),
         "evaluated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -120,6 +170,8 @@ def evaluate_ner(
             "per_type_f1": {t: v["f1"] for t, v in per_type.items()},
             "sha256": report["sha256"],
             "published": PUBLISHED.get(head),
+            "postprocess": post_cfg,
+            "raw": raw,
         }
         meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return report

@@ -87,6 +87,8 @@ def train_ner(
     freeze_layers: int = 2,
     checkpoint_every: int = 0,
     init_dir: Path | None = None,
+    splits: tuple[str, ...] = ("train",),
+    bf16: bool = False,
 ) -> dict[str, Any]:
     """Train on the ``train`` split of each corpus under ``data_dir``; write the model to out_dir.
 
@@ -98,7 +100,10 @@ def train_ner(
     advance); the number of steps taken is recorded in the metadata. ``freeze_layers`` keeps
     the word embeddings and the first N encoder layers fixed (less backward work on CPU).
     ``init_dir`` continues from a saved tagger (its int8 weights, dequantized) instead of the
-    base encoder.
+    base encoder. ``splits`` names the split files trained on (``("train", "devel")`` for a
+    final model once hyper-parameters were chosen on devel). ``bf16`` runs forward and backward
+    under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (fp32 master weights and optimizer);
+    on CPUs with avx512_bf16 the steps are about 1.5x faster.
     """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -114,9 +119,12 @@ def train_ner(
     counts: dict[str, int] = {}
     for name in corpora:
         cdir = data_dir / name
-        path = iob_path(cdir, "train")
-        files.append(path)
-        corpus = read_iob(path, name)
+        paths = [iob_path(cdir, split) for split in splits]
+        files.extend(paths)
+        parts = [read_iob(p, name) for p in paths]
+        corpus = Corpus(
+            name, [w for c in parts for w in c.words], [t for c in parts for t in c.tags]
+        )
         head, types = head_for(cdir, corpus)
         labels = bio_labels(types)
         items = _encode(tokenizer, corpus, labels, max_len)
@@ -206,6 +214,9 @@ def train_ner(
                 "threads": threads,
                 "time_budget_s": time_budget_s,
                 "freeze_layers": freeze_layers,
+                "splits": list(splits),
+                "bf16_autocast": bf16,
+                "init_dir": str(init_dir) if init_dir is not None else None,
                 "seconds": round(time.time() - t0, 1),
                 "final_loss": float(np.mean(losses[-50:])) if losses else None,
             },
@@ -219,8 +230,9 @@ def train_ner(
             if done():
                 break
             ids, mask, labels = _collate(batch)
-            logits = model(ids, mask, [head])[head]
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(ids, mask, [head])[head]
+            loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()

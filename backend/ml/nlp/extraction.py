@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from backend.ml.nlp.ner_post import postprocess_spans
 from backend.ml.nlp.types import GROUPS, Entity, empty_groups
 from backend.ml.nlp.vocab import (
     MedicationMatcher,
@@ -105,7 +106,17 @@ class EntityExtractor:
         """All proposed spans (before overlap resolution) and the raw symptom hits."""
         cands: list[Candidate] = []
         if self.tagger is not None:
-            for span in self.tagger.tag_text(text):
+            spans = self.tagger.tag_text(text)
+            post = self.tagger.metadata.get("postprocess")
+            if post:  # the rules the model was evaluated with (metadata.json "postprocess")
+                spans = postprocess_spans(
+                    text,
+                    spans,
+                    abbreviations=bool(post.get("abbreviations")),
+                    consistency=bool(post.get("consistency")),
+                    min_ratio=float(post.get("min_ratio", 0.67)),
+                )
+            for span in spans:
                 group = NER_LABELS.get((span.head, span.label))
                 if group is not None:
                     cands.append(Candidate(span.start, span.end, group, "ner"))

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_VERSION = "minilm-ner-1.0"
+DEFAULT_VERSION = "minilm-ner-1.1"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[3] / "models" / "nlp" / DEFAULT_VERSION
 TOP_K = 5
 
