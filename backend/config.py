@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = None
     gpu_vram_budget_mb: int = 4096
     inference_threads: int = 2
+    # CPython GIL switch interval (default 5 ms) for the service and workers; see process.py.
+    gil_switch_interval_ms: float = 0.5
     preload_models: bool = True
     hf_token: str | None = None
     embedding_model: str | None = None

@@ -36,6 +36,7 @@ from backend.logs import configure_logging
 from backend.ml.catalog import register_default_models
 from backend.ml.registry import ModelRegistry
 from backend.observability import install_metrics, instrument_pipeline
+from backend.process import configure_process
 from backend.state import AppState
 from backend.storage import build_storage
 
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, json_logs=settings.log_json)
+        configure_process(settings)
         await anyio.to_thread.run_sync(upgrade_database, settings.database_url)
         state = await build_state(settings)
         app.state.medsight = state

@@ -57,6 +57,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from backend.config import Settings
+    from backend.process import configure_process
+
+    configure_process(Settings())  # the service's interpreter settings (GIL switch interval)
     from backend.ml.nlp import load_clinical_nlp, load_minilm_embedder
 
     t0 = time.perf_counter()

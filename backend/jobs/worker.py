@@ -31,6 +31,7 @@ from backend.jobs.celery_app import RUN_JOB_TASK, CeleryOptions, create_celery_a
 from backend.jobs.store import worker_identity
 from backend.logs import configure_logging
 from backend.observability.metrics import Metrics, instrument_pipeline
+from backend.process import configure_process
 
 if TYPE_CHECKING:
     from backend.state import AppState
@@ -247,6 +248,7 @@ def run_worker(
     """
     settings = settings or get_settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
+    configure_process(settings)
     opts = CeleryOptions.from_settings(settings)
     app = build_worker_app(settings, opts)
     if pool == "prefork":
