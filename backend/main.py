@@ -27,6 +27,7 @@ from backend.api.routers import chat as chat_router
 from backend.api.routers import health as health_router
 from backend.api.routers import reports as reports_router
 from backend.api.routers import transcribe as transcribe_router
+from backend.auth.audit import AuditWriter
 from backend.config import REPO_ROOT, Settings, get_settings
 from backend.db.migrate import upgrade_database
 from backend.db.session import create_engine, create_sessionmaker
@@ -96,6 +97,7 @@ async def build_state(settings: Settings) -> AppState:
         pipeline=pipeline,
         queue=queue,
         jobs=jobs,
+        audit=AuditWriter(factory),
         extras={
             "batcher": batcher,
             "io_limiter": io_limiter,
@@ -154,6 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             await state.queue.stop()
+            if state.audit is not None:
+                await state.audit.stop()
             await state.extras["batcher"].close()
             await state.registry.unload_all()
             await state.engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -161,3 +162,71 @@ def verify_audit_chain(database_url: str) -> dict[str, Any]:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+class AuditWriter:
+    """Group commit for read events: many requests' appends share one short transaction.
+
+    A read (result, report) has nothing else to write, yet appending to the chain takes the
+    database's write lock. Done inside each request, every read held that lock until its own
+    commit, and on SQLite concurrent readers queued behind each other in the busy handler's
+    sleeps. Here one task appends everything queued so far in a single transaction and only
+    then answers each caller, so an event is durable before its read is answered and the
+    chain stays one line (one appender).
+    """
+
+    def __init__(self, sessionmaker: Any, *, max_batch: int = 256) -> None:
+        self.sessionmaker = sessionmaker
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="medsight-audit-writer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def append(self, **event: Any) -> None:
+        """Queue one event (record_audit's keyword arguments); return once it is committed."""
+        self.start()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, done))
+        await done
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                async with self.sessionmaker() as session:
+                    for event, _ in batch:
+                        await record_audit(session, **event)
+                    await session.commit()
+            except asyncio.CancelledError:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(RuntimeError("audit writer stopped"))
+                raise
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+
+async def audit_read(writer: AuditWriter | None, session: AsyncSession, **event: Any) -> None:
+    """Record a read event: through the group-commit writer when there is one, else inline."""
+    if writer is not None:
+        await writer.append(**event)
+    else:
+        await record_audit(session, **event)

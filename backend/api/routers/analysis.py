@@ -12,7 +12,7 @@ from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
 from backend.api.schemas.analysis import AnalysisResultOut, AnalysisStatusOut, AnalyzeAccepted
 from backend.api.uploads import read_limited
-from backend.auth.audit import record_audit
+from backend.auth.audit import audit_read, record_audit
 from backend.auth.dependencies import ClientIP
 from backend.auth.ratelimit import rate_limit
 
@@ -160,7 +160,8 @@ async def get_result(
         result = service.finished_result(analysis)  # 409 while queued, running or cancelled
         body = AnalysisResultOut.model_validate(result).model_dump_json(by_alias=True).encode()
         cached = state.results.put(key, body)
-    await record_audit(
+    await audit_read(
+        state.audit,
         session,
         actor_id=owner.user_id,
         action="result.read",

@@ -15,7 +15,7 @@ from backend.analysis import service as analysis_service
 from backend.analysis.service import Owner
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
-from backend.auth.audit import record_audit
+from backend.auth.audit import audit_read
 from backend.auth.dependencies import ClientIP
 from backend.state import AppState
 
@@ -39,9 +39,10 @@ def _cache(state: AppState) -> OrderedDict[str, bytes]:
 
 
 async def _audit_read(
-    session: AsyncSession, owner: Owner, analysis_id: str, ip: str, fmt: str
+    state: AppState, session: AsyncSession, owner: Owner, analysis_id: str, ip: str, fmt: str
 ) -> None:
-    await record_audit(
+    await audit_read(
+        state.audit,
         session,
         actor_id=owner.user_id,
         action="report.read",
@@ -101,7 +102,7 @@ async def pdf_report(
         cache.move_to_end(etag)
     headers["Content-Disposition"] = f'inline; filename="medsight-{session_id}.pdf"'
     # Audit last: on SQLite the append holds the write lock until the request commits.
-    await _audit_read(session, owner, analysis.id, ip, "pdf")
+    await _audit_read(state, session, owner, analysis.id, ip, "pdf")
     return Response(content=pdf, media_type="application/pdf", headers=headers)
 
 
@@ -128,7 +129,7 @@ async def fhir_report(
 
     bundle = await anyio.to_thread.run_sync(lambda: build_fhir_bundle(result))
     etag = _etag(result, "fhir", state.pipeline.code_version)
-    await _audit_read(session, owner, analysis.id, ip, "fhir")
+    await _audit_read(state, session, owner, analysis.id, ip, "fhir")
     return Response(
         content=json.dumps(bundle),
         media_type="application/fhir+json",
