@@ -225,8 +225,14 @@ class AuditWriter:
 
 
 async def audit_read(writer: AuditWriter | None, session: AsyncSession, **event: Any) -> None:
-    """Record a read event: through the group-commit writer when there is one, else inline."""
+    """Record a read event: through the group-commit writer when there is one, else inline.
+
+    With the writer, the caller's transaction is committed first (a read has nothing pending),
+    so its pooled connection is free while it waits: otherwise a burst of reads could hold
+    every connection while the writer waits for one.
+    """
     if writer is not None:
+        await session.commit()
         await writer.append(**event)
     else:
         await record_audit(session, **event)
