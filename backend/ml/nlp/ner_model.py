@@ -16,6 +16,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
 
+from backend.ml.nlp.ner_post import bio_to_spans  # torch-free home of the BIO decoder
+
+__all__ = ["NERTagger", "MultiHeadTagger", "TaggedSpan", "bio_labels", "bio_to_spans"]
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "ner.safetensors"
@@ -131,21 +135,6 @@ def viterbi_bio(log_probs: npt.NDArray[np.float32], labels: list[str]) -> list[s
     for t in range(n - 1, 0, -1):
         path.append(int(back[t, path[-1]]))
     return [labels[i] for i in reversed(path)]
-
-
-def bio_to_spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """(first word, last word exclusive, type) for each entity in a BIO sequence."""
-    spans: list[tuple[int, int, str]] = []
-    start: int | None = None
-    typ = ""
-    for i, tag in enumerate([*tags, "O"]):
-        if tag == "O" or tag.startswith("B-") or (tag.startswith("I-") and tag[2:] != typ):
-            if start is not None:
-                spans.append((start, i, typ))
-                start = None
-            if tag != "O":
-                start, typ = i, tag[2:]
-    return spans
 
 
 class _AllHeads(nn.Module):

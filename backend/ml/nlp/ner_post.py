@@ -59,8 +59,8 @@ def matches_long_form(abbr: str, long_form: str) -> bool:
     return True
 
 
-def _spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """(start, end exclusive, type) of the entities in one BIO sequence."""
+def bio_to_spans(tags: list[str]) -> list[tuple[int, int, str]]:
+    """(first word, last word exclusive, type) for each entity in a BIO sequence."""
     spans: list[tuple[int, int, str]] = []
     start: int | None = None
     typ = ""
@@ -78,7 +78,7 @@ def _abbreviations_words(words: list[list[str]], tags: list[list[str]]) -> dict[
     """ABBR -> type for every ``<entity> ( ABBR )`` in a document (first definition wins)."""
     found: dict[str, str] = {}
     for sent, sent_tags in zip(words, tags, strict=True):
-        for a, b, typ in _spans(sent_tags):
+        for a, b, typ in bio_to_spans(sent_tags):
             if (
                 b + 2 < len(sent)
                 and sent[b] == "("
@@ -137,7 +137,7 @@ def _consistency_words(
     """Tag untagged occurrences of predicted surface strings (in place), longest first."""
     typed: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
     for sent, sent_tags in zip(words, tags, strict=True):
-        for a, b, typ in _spans(sent_tags):
+        for a, b, typ in bio_to_spans(sent_tags):
             typed[tuple(w.lower() for w in sent[a:b])][typ] += 1
     keys = [k for k in typed if len(" ".join(k)) >= min_chars and _WORD_CHAR.search(" ".join(k))]
     keys.sort(key=len, reverse=True)
