@@ -48,7 +48,7 @@ def test_ner_spans_match_torch(tmp_path: Path) -> None:
     b = {(s.start, s.end, s.label, s.head) for s in onnx_tagger.tag_text(NOTE)}
     assert len(a) >= 6
     # int8 weights may move a boundary now and then; the spans must agree almost everywhere.
-    assert len(a & b) / len(a | b) >= 0.8, (a ^ b)
+    assert len(a & b) / len(a | b) >= 0.8, a ^ b
     # The graph is cached: a second load reuses the file.
     before = sorted(p.name for p in tmp_path.iterdir())
     NERTagger(DEFAULT_MODEL_DIR, runtime="onnx", cache_dir=tmp_path)

@@ -64,7 +64,7 @@ def test_empty_text_gives_empty_groups(extractor: Any) -> None:
 
 
 def test_lay_inability_phrases_are_complaints_not_denials(extractor: Any) -> None:
-    """"can't catch my breath" affirms dyspnoea and does not negate what follows."""
+    """ "can't catch my breath" affirms dyspnoea and does not negate what follows."""
 
     def flags(text: str) -> dict[str, bool]:
         groups = extractor.extract(text)
