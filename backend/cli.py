@@ -96,16 +96,20 @@ def db_check() -> None:
 def analyze(
     image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="PNG, JPEG or DICOM")],
     symptoms: Annotated[str | None, typer.Option(help="Free-text symptoms")] = None,
-    heatmap: Annotated[Path | None, typer.Option(help="Write the heatmap panels PNG here")] = None,
+    heatmap: Annotated[
+        Path | None, typer.Option(help="Write the heatmap panels here (.png, else JPEG)")
+    ] = None,
     patient_ref: Annotated[str | None, typer.Option(help="Patient reference")] = None,
 ) -> None:
     """Run the full pipeline on one image in this process and print the result JSON."""
     result, png = asyncio.run(_analyze_once(image.read_bytes(), symptoms, patient_ref))
     if heatmap is not None and png is not None:
-        heatmap.write_bytes(png)
+        from backend.ml.vision import to_png
+
+        heatmap.write_bytes(to_png(png) if heatmap.suffix.lower() == ".png" else png)
     if result.get("vision"):
         result["vision"]["heatmap_base64"] = (
-            f"<{len(png or b'')} bytes PNG{'; written to ' + str(heatmap) if heatmap else ''}>"
+            f"<{len(png or b'')} bytes JPEG{'; written to ' + str(heatmap) if heatmap else ''}>"
         )
     _echo_json(result)
     if result["overall_status"] == "FAILED":

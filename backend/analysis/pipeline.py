@@ -100,6 +100,7 @@ class Pipeline:
                 "heatmap_base64": (
                     base64.b64encode(ctx.heatmap_png).decode("ascii") if ctx.heatmap_png else None
                 ),
+                "heatmap_media_type": "image/jpeg" if ctx.heatmap_png else None,
                 "top_regions": list(vision.top_regions),
                 "model_confidence": round(float(vision.model_confidence), 4),
                 "ood_score": round(float(vision.ood_score), 4),

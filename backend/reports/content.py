@@ -151,7 +151,7 @@ def _text(value: Any) -> str | None:
 
 
 def decode_heatmap(vision: Mapping[str, Any] | None) -> tuple[bytes | None, str | None]:
-    """The heatmap PNG bytes, or None and the reason it is missing."""
+    """The heatmap image bytes (JPEG, or PNG from older results), or None and why it is missing."""
     if vision is None:
         return None, None
     encoded = vision.get("heatmap_base64")
@@ -163,8 +163,8 @@ def decode_heatmap(vision: Mapping[str, Any] | None) -> tuple[bytes | None, str 
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         return None, "the heatmap is not valid base64"
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return None, "the heatmap is not a PNG image"
+    if not (data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8\xff")):
+        return None, "the heatmap is not a JPEG or PNG image"
     return data, None
 
 

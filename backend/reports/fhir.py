@@ -433,7 +433,7 @@ def build_fhir_bundle(
                 "createdDateTime": when,
                 "content": _attachment(
                     content.heatmap_png,
-                    "image/png",
+                    "image/png" if content.heatmap_png.startswith(b"\x89PNG") else "image/jpeg",
                     "Original (CLAHE) | anomaly heatmap | overlay",
                     when,
                 ),

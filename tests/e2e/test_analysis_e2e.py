@@ -56,8 +56,9 @@ def test_each_fixture_completes_within_5s_with_consistent_fields(server: Server)
                 assert vision["risk_level"] != "LOW"
             for key in ("recon", "kl", "vit"):
                 assert key in vision["components"] and "z" in vision["components"][key]
-            png = base64.b64decode(vision["heatmap_base64"])
-            assert png.startswith(b"\x89PNG")
+            jpeg = base64.b64decode(vision["heatmap_base64"])
+            assert jpeg.startswith(b"\xff\xd8\xff") and vision["heatmap_media_type"] == "image/jpeg"
+            assert len(jpeg) < 150_000  # the result body stays small
             for box in vision["top_regions"]:
                 assert 0 <= box["x"] < 256 and 0 <= box["y"] < 256 and box["width"] > 0
             nlp = result["nlp"]

@@ -43,6 +43,7 @@ class VisionOut(BaseModel):
     threshold: float
     components: dict[str, dict[str, float | None]]
     heatmap_base64: str | None
+    heatmap_media_type: str | None = None
     top_regions: list[Region]
     model_confidence: float = Field(ge=0, le=1)
 

@@ -3,7 +3,7 @@ published VAE + latent ViT, a calibrated fused score, spatial heatmaps and an OO
 
 from .backbones import BackboneWeightsMissing, build_backbone
 from .checkpoint import ChecksumMismatch
-from .heatmap import render_heatmap_panels
+from .heatmap import image_media_type, render_heatmap_panels, to_png
 from .scorer import VisionResult, VisionScorer, load_scorer
 
 __all__ = [
@@ -13,5 +13,7 @@ __all__ = [
     "VisionScorer",
     "build_backbone",
     "load_scorer",
+    "image_media_type",
     "render_heatmap_panels",
+    "to_png",
 ]

@@ -207,3 +207,21 @@ def test_nan_components_are_left_out_not_exported(complete: Sample) -> None:
 def test_bad_base_url_is_rejected(complete: Sample) -> None:
     with pytest.raises(ValueError, match="base_url"):
         build_fhir_bundle(complete[0], base_url="fhir/")
+
+
+def test_jpeg_heatmap_is_attached_with_its_media_type(complete: Sample) -> None:
+    """Results carry JPEG panels now (older ones PNG): the Media says which."""
+    import cv2
+    import numpy as np
+
+    result = complete[0]
+    png = base64.b64decode(result["vision"]["heatmap_base64"])
+    panels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    jpeg = bytes(cv2.imencode(".jpg", panels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
+    result = {
+        **result,
+        "vision": {**result["vision"], "heatmap_base64": base64.b64encode(jpeg).decode()},
+    }
+    (media,) = _by_type(build_fhir_bundle(result), "Media")
+    assert media["content"]["contentType"] == "image/jpeg"
+    assert base64.b64decode(media["content"]["data"]) == jpeg

@@ -63,15 +63,21 @@ def test_risk_levels_never_high_below_threshold(scorer: VisionScorer) -> None:
     assert risk_level(40.0, thr, 60.0) == "HIGH"
 
 
-def test_render_heatmap_panels_is_a_three_panel_png(scorer: VisionScorer, fixtures) -> None:
+def test_render_heatmap_panels_is_a_three_panel_jpeg(scorer: VisionScorer, fixtures) -> None:
     import cv2
+
+    from backend.ml.vision import image_media_type, to_png
 
     im = fixtures[2][2]
     r = scorer.score_batch([im])[0]
-    png = render_heatmap_panels(im, r.heatmap)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    jpeg = render_heatmap_panels(im, r.heatmap)
+    assert image_media_type(jpeg) == "image/jpeg"
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape[0] == im.shape[0] and decoded.shape[1] > 3 * im.shape[1]
+    png = to_png(jpeg)
+    assert image_media_type(png) == "image/png"
+    back = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert back.shape == decoded.shape
 
 
 def test_published_fusion_mode_is_selectable(fixtures) -> None:
