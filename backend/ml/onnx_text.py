@@ -202,32 +202,3 @@ class OnnxEncoder:
             },
         )
         return dict(zip(self.output_names, outs, strict=True))
-
-
-def length_batches(
-    lengths: Sequence[int], max_batch: int = 16, max_waste: float = 0.25
-) -> list[list[int]]:
-    """Indices grouped by similar length so that padding wastes at most ~``max_waste``."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: list[list[int]] = []
-    for i in order:
-        if groups:
-            g = groups[-1]
-            width = lengths[i]
-            tokens = sum(lengths[j] for j in g) + lengths[i]
-            if len(g) < max_batch and width * (len(g) + 1) <= tokens * (1 + max_waste):
-                g.append(i)
-                continue
-        groups.append([i])
-    return groups
-
-
-def pad(rows: Sequence[Sequence[int]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Right-pad token id lists with 0 into (ids, mask) arrays."""
-    width = max(len(r) for r in rows)
-    ids = np.zeros((len(rows), width), dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = r
-        mask[i, : len(r)] = 1
-    return ids, mask

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, Header, Query, Request, Response, Upl
 from backend.analysis import service
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
+from backend.api.etags import not_modified
 from backend.api.schemas.analysis import AnalysisResultOut, AnalysisStatusOut, AnalyzeAccepted
 from backend.api.uploads import read_limited
 from backend.auth.audit import audit_read, record_audit
@@ -170,7 +171,7 @@ async def get_result(
         client_ip=ip,
     )
     headers = {"ETag": cached.etag, "Cache-Control": "private, no-cache"}
-    if request.headers.get("if-none-match") == cached.etag:
+    if not_modified(request.headers.get("if-none-match"), cached.etag):
         return Response(status_code=304, headers=headers)
     return Response(content=cached.body, media_type="application/json", headers=headers)
 

@@ -15,6 +15,7 @@ from backend.analysis import service as analysis_service
 from backend.analysis.service import Owner
 from backend.api.deps import OwnerDep, SessionDep, StateDep
 from backend.api.errors import problem_responses
+from backend.api.etags import not_modified
 from backend.auth.audit import audit_read
 from backend.auth.dependencies import ClientIP
 from backend.state import AppState
@@ -53,12 +54,6 @@ async def _audit_read(
     )
 
 
-def _not_modified(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    return etag in {tag.strip() for tag in if_none_match.split(",")} or if_none_match.strip() == "*"
-
-
 @router.get(
     "/{session_id}",
     summary="Clinical PDF report of an analysis",
@@ -82,7 +77,7 @@ async def pdf_report(
     result = analysis_service.finished_result(analysis)
     etag = _etag(result, "pdf", state.pipeline.code_version)
     headers = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
-    if _not_modified(if_none_match, etag):
+    if not_modified(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     cache = _cache(state)
     pdf = cache.get(etag)

@@ -176,17 +176,7 @@ class EntityExtractor:
         doc.ents = [span]
         for _, proc in self.nlp.pipeline:
             doc = proc(doc)
-        ent = doc.ents[0]
-        return Entity(
-            text=ent.text,
-            start=ent.start_char,
-            end=ent.end_char,
-            label=label,
-            negated=bool(ent._.is_negated),
-            uncertain=bool(ent._.is_uncertain or ent._.is_hypothetical),
-            historical=bool(ent._.is_historical),
-            family=bool(ent._.is_family),
-        )
+        return _entity(doc.ents[0], label)
 
     def extract(self, text: str) -> dict[str, list[Entity]]:
         """Grouped entities of ``text`` with negation/uncertainty/history/family flags."""
@@ -197,21 +187,23 @@ class EntityExtractor:
         for ent in doc.ents:
             label = ent.label_.lower()
             source, concept = ent._.get("medsight") or ("ner", None)
-            groups[GROUPS[label]].append(
-                Entity(
-                    text=ent.text,
-                    start=ent.start_char,
-                    end=ent.end_char,
-                    label=label,
-                    negated=bool(ent._.is_negated),
-                    uncertain=bool(ent._.is_uncertain or ent._.is_hypothetical),
-                    historical=bool(ent._.is_historical),
-                    family=bool(ent._.is_family),
-                    concept=concept,
-                    source=source,
-                )
-            )
+            groups[GROUPS[label]].append(_entity(ent, label, concept=concept, source=source))
         return groups
+
+
+def _entity(ent: Span, label: str, **extra: Any) -> Entity:
+    """An :class:`Entity` with the ConText flags of a processed span."""
+    return Entity(
+        text=ent.text,
+        start=ent.start_char,
+        end=ent.end_char,
+        label=label,
+        negated=bool(ent._.is_negated),
+        uncertain=bool(ent._.is_uncertain or ent._.is_hypothetical),
+        historical=bool(ent._.is_historical),
+        family=bool(ent._.is_family),
+        **extra,
+    )
 
 
 _UNABLE_VERBS = (

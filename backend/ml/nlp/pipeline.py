@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from backend.ml.embeddings import EMBEDDING_DIM
 from backend.ml.nlp.conditions import DEFAULT_PROFILES, ConditionProfile, load_profiles
 from backend.ml.nlp.extraction import EntityExtractor
 from backend.ml.nlp.ranking import ConditionRanker, split_clauses
@@ -60,7 +61,7 @@ class PrefetchingEmbedder:
         fresh = dict(zip(missing, self.inner.encode(missing), strict=True)) if missing else {}
         rows = [known[t] if t in known else fresh[t] for t in texts]
         if not rows:
-            return np.zeros((0, 384), dtype=np.float32)
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         out: npt.NDArray[np.float32] = np.stack(rows).astype(np.float32, copy=False)
         return out
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backend.ml.nlp.pipeline import DEFAULT_MODEL_DIR, PrefetchingEmbedder, load_minilm_embedder
-from backend.ml.onnx_text import length_batches, onnx_runtime_available, pad, resolve_runtime
+from backend.ml.onnx_text import onnx_runtime_available, resolve_runtime
 
 pytestmark = pytest.mark.skipif(not onnx_runtime_available(), reason="onnxruntime not installed")
 
@@ -25,17 +25,6 @@ def test_runtime_choice() -> None:
     assert resolve_runtime("torch") == "torch"
     with pytest.raises(ValueError):
         resolve_runtime("tensorrt")
-
-
-def test_length_batches_cover_every_index_once_with_little_padding() -> None:
-    lengths = [5, 40, 6, 41, 7, 120, 5]
-    groups = length_batches(lengths)
-    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
-    for g in groups:
-        widest = max(lengths[i] for i in g)
-        assert widest * len(g) <= 1.25 * sum(lengths[i] for i in g) + 1e-9
-    ids, mask = pad([[1, 2, 3], [4]])
-    assert ids.tolist() == [[1, 2, 3], [4, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
 def test_ner_spans_match_torch(tmp_path: Path) -> None:
