@@ -19,6 +19,7 @@ from backend.analysis.watch import CompletionWatch
 from backend.db.base import utcnow
 from backend.db.models import Analysis
 from backend.db.session import transaction
+from backend.jobs.store import mark_job_done
 from backend.storage import ObjectStorage
 
 logger = logging.getLogger(__name__)
@@ -143,11 +144,17 @@ class Pipeline:
 
     # --- the queue's job runner -----------------------------------------------------------
     async def run_job(self, job_id: str, analysis_id: str) -> None:
-        """Load the analysis and its image, run the pipeline, persist the result."""
+        """Load the analysis and its image, run the pipeline, persist the result.
+
+        Marks the job done in the same transaction (see ``JobRunner``); raising leaves it to
+        the queue to record a failed attempt.
+        """
         assert self.sessionmaker is not None and self.storage is not None  # noqa: S101
         async with self.sessionmaker() as session:
             analysis = await session.scalar(select(Analysis).where(Analysis.id == analysis_id))
         if analysis is None or analysis.status in {"cancelled", "complete", "partial", "failed"}:
+            async with transaction(self.sessionmaker) as session:
+                await mark_job_done(session, job_id)
             return
         import anyio
 
@@ -180,6 +187,9 @@ class Pipeline:
                     completed_at=utcnow(),
                 )
             )
+            # The job ends in the transaction that stores its result: one commit, and no
+            # window in which a finished analysis still has a running job.
+            await mark_job_done(session, job_id)
         self.watch.notify(analysis_id)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from backend import DISCLAIMER
+from backend.auth.audit import record_audit
 from backend.config import Settings
 from backend.db.base import new_id, utcnow
 from backend.db.models import Analysis, Job
@@ -97,8 +98,14 @@ async def submit_analysis(
     patient_ref: str | None,
     idempotency_key: str | None,
     limiter: anyio.CapacityLimiter,
+    client_ip: str | None = None,
 ) -> Submitted:
-    """Validate, store the image, insert analysis + job and COMMIT; the caller then enqueues."""
+    """Validate, store the image, insert analysis + job + audit event and COMMIT once.
+
+    The caller then enqueues. The audit event shares the submission's transaction: a
+    submission is never committed without its event, and on SQLite one commit holds the
+    write lock once.
+    """
     symptoms = symptoms.strip() if symptoms else None
     patient_ref = patient_ref.strip() if patient_ref else None
     _validate_text(symptoms, patient_ref, settings)
@@ -143,6 +150,16 @@ async def submit_analysis(
     session.add(analysis)
     session.add(job)
     try:
+        await session.flush()  # a duplicate Idempotency-Key fails here, before the audit
+        await record_audit(
+            session,
+            actor_id=owner.user_id,
+            action="analysis.submitted",
+            resource_type="analysis",
+            resource_id=analysis_id,
+            client_ip=client_ip,
+            details={"task_id": job.id},
+        )
         await session.commit()
     except IntegrityError:
         # Two retries with one Idempotency-Key raced: the first one won, answer with it.
@@ -169,6 +186,7 @@ async def get_job_and_analysis(
             select(Job, Analysis)
             .join(Analysis, Analysis.id == Job.analysis_id)
             .where(Job.id == job_id, Analysis.owner_key == owner.key)
+            .options(defer(Analysis.result))  # status reads never need the result JSON
         )
     ).first()
     if row is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-# Runs one claimed job to completion; raising means "this attempt failed".
+# Runs one claimed job to completion and marks it done in the transaction that stores its
+# result (so a job can never be left running behind a finished analysis); raising means "this
+# attempt failed", which the queue records.
 JobRunner = Callable[[str, str], Awaitable[None]]  # (job_id, analysis_id)
 
 

@@ -99,8 +99,7 @@ class LocalQueue:
     async def _run(self, job: ClaimedJob) -> None:
         self._running += 1
         try:
-            await self.runner(job.id, job.analysis_id)
-            await self.store.finish(job.id)
+            await self.runner(job.id, job.analysis_id)  # marks the job done
         except asyncio.CancelledError:
             # Shutdown mid-job: leave the row running; recovery re-queues it on the next start.
             raise

@@ -95,11 +95,7 @@ class JobStore:
 
     async def finish(self, job_id: str) -> None:
         async with transaction(self.factory) as session:
-            await session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(status="done", finished_at=utcnow(), last_error=None)
-            )
+            await mark_job_done(session, job_id)
 
     async def fail_attempt(self, job: ClaimedJob, reason: str) -> bool:
         """Record a failed attempt; re-queue with backoff or fail for good. True if retried."""
@@ -182,9 +178,7 @@ class JobStore:
         if session is None:
             async with self.factory() as own:
                 return await self.queued_ahead(job_id, session=own)
-        created = await session.scalar(select(Job.created_at).where(Job.id == job_id))
-        if created is None:
-            return 0
+        created = select(Job.created_at).where(Job.id == job_id).scalar_subquery()
         count = await session.scalar(
             select(func.count()).where(Job.status == "queued", Job.created_at < created)
         )
@@ -347,6 +341,15 @@ async def _fail_for_good(
             completed_at=now,
             progress=1.0,
         )
+    )
+
+
+async def mark_job_done(session: AsyncSession, job_id: str) -> None:
+    """Mark a job done inside the caller's transaction (the runner's result transaction)."""
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(status="done", finished_at=utcnow(), last_error=None)
     )
 
 

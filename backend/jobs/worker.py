@@ -102,8 +102,7 @@ class WorkerRuntime:
         try:
             await asyncio.wait_for(
                 self.state.pipeline.run_job(job.id, job.analysis_id), self.opts.job_timeout_s
-            )
-            await store.finish(job.id)
+            )  # marks the job done with its result
             return "done", None
         except TimeoutError:
             reason = f"the attempt took longer than {self.opts.job_timeout_s:.0f} s"

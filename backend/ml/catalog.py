@@ -25,6 +25,7 @@ def register_default_models(registry: ModelRegistry, settings: Settings) -> None
             backend=settings.vision_anomaly_backend,
             device=device,
             fusion=settings.vision_fusion,
+            onnx_threads=settings.vision_threads,
         )
 
     def load_embedder(device: str, _deps: dict[str, Any]) -> Any:

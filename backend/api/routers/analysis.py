@@ -55,19 +55,9 @@ async def submit(
         patient_ref=patient_ref,
         idempotency_key=idempotency_key,
         limiter=state.extras["io_limiter"],
+        client_ip=ip,
     )
     if submitted.created:
-        await record_audit(
-            session,
-            actor_id=owner.user_id,
-            action="analysis.submitted",
-            resource_type="analysis",
-            resource_id=submitted.analysis_id,
-            client_ip=ip,
-            details={"task_id": submitted.job_id},
-        )
-        # Commit before anything else awaits: on SQLite the audit append holds the write lock.
-        await session.commit()
         await state.queue.enqueue(submitted.job_id)
     else:
         response.headers["Idempotent-Replay"] = "true"

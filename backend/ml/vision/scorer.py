@@ -100,6 +100,7 @@ class VisionScorer:
         device: str = "cpu",
         fusion: str = "default",
         onnx_cache_dir: Path | None = None,
+        onnx_threads: int | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}")
@@ -117,6 +118,7 @@ class VisionScorer:
         self._lock = threading.Lock()
         self._onnx: OnnxScorer | None = None
         self._onnx_cache_dir = onnx_cache_dir
+        self._onnx_threads = onnx_threads
         self.requested_backend = backend
         self.backend = "torch"
         self.to(device)
@@ -151,10 +153,9 @@ class VisionScorer:
             self.net.cpu()
             export_onnx(self.net, path, self.image_size)
             self.net.to(self.device)
-        # MEDSIGHT_ORT_THREADS, else OMP_NUM_THREADS (the usual per-process cap, set to 1 for
-        # Celery workers that scale by process), else ONNX Runtime's default (all cores).
-        threads = os.environ.get("MEDSIGHT_ORT_THREADS") or os.environ.get("OMP_NUM_THREADS")
-        self._onnx = OnnxScorer(path, threads=int(threads or "0") or None)
+        # None: ONNX Runtime's default, one thread per core (offline evaluation); the service
+        # passes VISION_THREADS (see config.py).
+        self._onnx = OnnxScorer(path, threads=self._onnx_threads or None)
 
     # --- scoring --------------------------------------------------------------------------
     def prepare(
@@ -262,6 +263,7 @@ def load_scorer(
     fusion: str = "default",
     vgg16_weights: Path | None = None,
     onnx_cache_dir: Path | None = None,
+    onnx_threads: int | None = None,
 ) -> VisionScorer:
     """Load a checkpoint (sha256-verified); ``model_dir=None`` loads the shipped default.
 
@@ -295,6 +297,7 @@ def load_scorer(
         device=device,
         fusion=fusion,
         onnx_cache_dir=onnx_cache_dir,
+        onnx_threads=onnx_threads,
     )
 
 

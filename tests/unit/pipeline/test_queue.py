@@ -121,3 +121,54 @@ async def test_live_workers_jobs_are_left_alone(factory: async_sessionmaker[Asyn
     await JobStore(factory).recover(stale_after=timedelta(hours=1))
     job, _ = await job_row(factory, job_id)
     assert job.status == "running"
+
+
+async def test_queued_ahead_counts_only_older_queued_jobs(
+    factory: async_sessionmaker[AsyncSession],
+) -> None:
+    store = JobStore(factory)
+    ids = []
+    for _ in range(3):  # distinct created_at values, oldest first
+        ids += await add_jobs(factory, 1, status="queued")
+        await asyncio.sleep(0.002)
+    mine = ids[-1]
+    before = await store.queued_ahead(mine)
+    first_ahead = await store.queued_ahead(ids[0])
+    async with factory() as session:
+        job = await session.scalar(select(Job).where(Job.id == ids[0]))
+        assert job is not None
+        job.status = "running"
+        await session.commit()
+    # Other tests' queued jobs may exist; only the change made here is asserted exactly.
+    assert await store.queued_ahead(mine) == before - 1
+    assert await store.queued_ahead(ids[1]) == first_ahead
+    assert await store.queued_ahead("no-such-job") == 0
+
+
+async def test_the_runner_marks_its_job_done_with_the_result(
+    factory: async_sessionmaker[AsyncSession], tmp_path
+) -> None:
+    """LocalQueue relies on the runner (Pipeline.run_job) to end the job in its own commit."""
+    from backend.analysis.pipeline import Pipeline
+    from backend.jobs.local import LocalQueue
+    from backend.storage.local import LocalStorage
+    from tests.conftest import fixture_images
+
+    storage = LocalStorage(tmp_path)
+    storage.put("uploads/x.png", fixture_images()[0].read_bytes())
+    store = JobStore(factory)
+    pipeline = Pipeline([], code_version="test", sessionmaker=factory, storage=storage)
+    queue = LocalQueue(store, pipeline.run_job, concurrency=1, poll_interval_s=0.05)
+    (job_id,) = await add_jobs(factory, 1, status="queued")
+    await queue.start()
+    try:
+        for _ in range(200):
+            job, analysis = await job_row(factory, job_id)
+            if job.status != "queued" and job.status != "running":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await queue.stop()
+    assert job.status == "done" and job.finished_at is not None
+    # No stages: the input stage never ran, so the analysis is FAILED — but stored, not lost.
+    assert analysis.status == "failed" and analysis.result is not None

@@ -29,9 +29,14 @@ def test_onnx_matches_torch_within_a_tenth_of_a_point(tmp_path: Path, fixtures) 
         assert abs(ra.anomaly_score - rb.anomaly_score) <= 0.1
         assert ra.risk_level == rb.risk_level or abs(ra.anomaly_score - ra.threshold) < 0.1
         assert np.abs(ra.heatmap - rb.heatmap).max() < 0.02
-    # auto prefers ONNX Runtime on CPU and reuses the cached export.
-    auto = load_scorer(MODEL_DIR, backend="auto", onnx_cache_dir=tmp_path)
+    # auto prefers ONNX Runtime on CPU and reuses the cached export; the service's thread
+    # count (VISION_THREADS) reaches the session, and one thread scores the same.
+    auto = load_scorer(MODEL_DIR, backend="auto", onnx_cache_dir=tmp_path, onnx_threads=1)
     assert auto.backend == "onnx"
+    assert auto._onnx is not None
+    assert auto._onnx.session.get_session_options().intra_op_num_threads == 1
+    for ra, rc in zip(b, auto.score_batch(images), strict=True):
+        assert abs(ra.anomaly_score - rc.anomaly_score) <= 1e-3
 
 
 def test_calibration_file_round_trip(tmp_path: Path) -> None:

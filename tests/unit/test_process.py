@@ -1,0 +1,50 @@
+"""Process-wide settings: GIL switch interval and the BLAS thread cap."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from backend.config import Settings
+from backend.process import configure_process
+
+
+@pytest.fixture
+def restore_process() -> Iterator[None]:
+    interval = sys.getswitchinterval()
+    with threadpool_limits(limits=None):  # restores the BLAS pools' sizes on exit
+        yield
+    sys.setswitchinterval(interval)
+
+
+def _blas_threads() -> list[int]:
+    import numpy  # noqa: F401 - loads the BLAS library
+
+    return [int(pool["num_threads"]) for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+@pytest.mark.usefixtures("restore_process")
+def test_configure_process_caps_blas_and_sets_the_switch_interval() -> None:
+    configure_process(Settings(blas_threads=1, gil_switch_interval_ms=0.5))
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    pools = _blas_threads()
+    assert pools, "numpy's BLAS library was not found by threadpoolctl"
+    assert all(n == 1 for n in pools)
+
+
+@pytest.mark.usefixtures("restore_process")
+def test_blas_threads_zero_leaves_the_library_default() -> None:
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        configure_process(Settings(blas_threads=0))
+        assert _blas_threads() == before
+
+
+def test_thread_settings_reject_negative_values() -> None:
+    with pytest.raises(ValueError):
+        Settings(blas_threads=-1)
+    with pytest.raises(ValueError):
+        Settings(vision_threads=-1)
