@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +71,29 @@ async def record_audit(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Append one event to the chain inside the caller's transaction (flushed, not committed)."""
+    await record_audits(
+        session,
+        [
+            {
+                "actor_id": actor_id,
+                "action": action,
+                "resource_type": resource_type,
+                "resource_id": resource_id,
+                "client_ip": client_ip,
+                "details": details,
+            }
+        ],
+    )
+
+
+async def record_audits(session: AsyncSession, events: Sequence[Mapping[str, Any]]) -> None:
+    """Append events, in order, inside the caller's transaction (flushed, not committed).
+
+    Each mapping holds record_audit's keyword arguments. The chain's head is read once: the
+    events link to each other in memory, so a batch costs one lock, one read and one flush.
+    """
+    if not events:
+        return
     # Serialise appends until this transaction ends, so two writers never share a parent.
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
@@ -80,32 +104,34 @@ async def record_audit(
         await session.execute(text("UPDATE audit_events SET id = id WHERE 1 = 0"))
     prev = await session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
     prev_hash = prev or GENESIS_HASH
-    # Round-trip through JSON so the stored value and the hashed value are identical.
-    clean: dict[str, Any] = json.loads(json.dumps(details or {}, default=str))
-    ts = utcnow()
-    digest = event_hash(
-        prev_hash=prev_hash,
-        ts=ts,
-        actor_id=actor_id,
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        client_ip=client_ip,
-        details=clean,
-    )
-    session.add(
-        AuditEvent(
-            ts=ts,
-            actor_id=actor_id,
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            client_ip=client_ip,
+    for event in events:
+        # Round-trip through JSON so the stored value and the hashed value are identical.
+        clean: dict[str, Any] = json.loads(json.dumps(event.get("details") or {}, default=str))
+        row = AuditEvent(
+            ts=utcnow(),
+            actor_id=event.get("actor_id"),
+            action=str(event["action"]),
+            resource_type=event.get("resource_type"),
+            resource_id=event.get("resource_id"),
+            client_ip=event.get("client_ip"),
             details=clean,
             prev_hash=prev_hash,
-            hash=digest,
         )
-    )
+        row.hash = event_hash(
+            prev_hash=prev_hash,
+            ts=row.ts,
+            actor_id=row.actor_id,
+            action=row.action,
+            resource_type=row.resource_type,
+            resource_id=row.resource_id,
+            client_ip=row.client_ip,
+            details=clean,
+        )
+        session.add(row)
+        prev_hash = row.hash
+    # One flush: the unit of work inserts rows in the order they were added, and on
+    # PostgreSQL its multi-row INSERT keeps generated ids in parameter order, so ids follow
+    # the chain (verify_chain walks it by id).
     await session.flush()
 
 
@@ -206,8 +232,7 @@ class AuditWriter:
                 batch.append(self._queue.get_nowait())
             try:
                 async with self.sessionmaker() as session:
-                    for event, _ in batch:
-                        await record_audit(session, **event)
+                    await record_audits(session, [event for event, _ in batch])
                     await session.commit()
             except asyncio.CancelledError:
                 for _, done in batch:
