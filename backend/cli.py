@@ -119,13 +119,12 @@ def analyze(
 async def _analyze_once(
     data: bytes, symptoms: str | None, patient_ref: str | None
 ) -> tuple[dict[str, Any], bytes | None]:
-    import anyio
-
     from backend.analysis.batching import MicroBatcher
     from backend.analysis.context import PipelineInput
     from backend.analysis.pipeline import Pipeline, json_safe
     from backend.analysis.service import image_limits
     from backend.analysis.stages import StageDeps, default_stages
+    from backend.analysis.threads import InferenceThreads
     from backend.config import get_settings
     from backend.db.base import new_id
     from backend.imaging import ImageRejected, decode_image
@@ -140,11 +139,11 @@ async def _analyze_once(
     except ImageRejected as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
-    limiter = anyio.CapacityLimiter(max(1, settings.inference_threads))
+    threads = InferenceThreads(settings.inference_threads)
     registry = ModelRegistry(gpu_budget_mb=settings.gpu_vram_budget_mb)
     register_default_models(registry, settings)
-    batcher = MicroBatcher(max_batch=1, max_wait_ms=0, limiter=limiter)
-    deps = StageDeps(registry=registry, batcher=batcher, limiter=limiter, limits=limits)
+    batcher = MicroBatcher(max_batch=1, max_wait_ms=0, threads=threads)
+    deps = StageDeps(registry=registry, batcher=batcher, threads=threads, limits=limits)
     pipeline = Pipeline(default_stages(deps), code_version=code_version())
     ctx = await pipeline.run(
         PipelineInput(

@@ -133,8 +133,14 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = None
     gpu_vram_budget_mb: int = 4096
     inference_threads: int = 2
+    # How much lower the analysis pipeline's threads run than request handling (a nice
+    # increment, 0-19; see analysis/threads.py). 0 runs them at the same priority.
+    inference_nice: int = Field(default=10, ge=0, le=19)
     # CPython GIL switch interval (default 5 ms) for the service and workers; see process.py.
     gil_switch_interval_ms: float = 0.5
+    # A cached finished result is served without a database read for this long after it was
+    # last confirmed; another replica's deletion is seen within it (analysis/result_cache.py).
+    result_cache_revalidate_s: float = Field(default=10.0, ge=0)
     # Threads of the BLAS library under numpy (OpenBLAS) in the service and workers; see
     # process.py. 0 leaves the library's default (one per core).
     blas_threads: int = Field(default=1, ge=0)

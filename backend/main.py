@@ -18,8 +18,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from backend import DISCLAIMER, __version__
 from backend.analysis.batching import MicroBatcher
 from backend.analysis.pipeline import Pipeline
+from backend.analysis.result_cache import ResultCache
 from backend.analysis.service import image_limits
 from backend.analysis.stages import StageDeps, default_stages
+from backend.analysis.threads import InferenceThreads
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from backend.api.routers import analysis as analysis_router
@@ -37,7 +39,7 @@ from backend.logs import configure_logging
 from backend.ml.catalog import register_default_models
 from backend.ml.registry import ModelRegistry
 from backend.observability import install_metrics, instrument_pipeline
-from backend.process import configure_process
+from backend.process import configure_process, freeze_heap
 from backend.state import AppState
 from backend.storage import build_storage
 
@@ -67,15 +69,20 @@ async def build_state(settings: Settings) -> AppState:
     storage = build_storage(settings)
     inference_limiter = anyio.CapacityLimiter(max(1, settings.inference_threads))
     io_limiter = anyio.CapacityLimiter(8)
-    registry = ModelRegistry(gpu_budget_mb=settings.gpu_vram_budget_mb)
+    # Each loaded model's objects leave the garbage collector's scans (see freeze_heap).
+    registry = ModelRegistry(
+        gpu_budget_mb=settings.gpu_vram_budget_mb, on_loaded=lambda _name, _model: freeze_heap()
+    )
     register_default_models(registry, settings)
+    # The pipeline's compute runs below the event loop's CPU priority (analysis/threads.py).
+    threads = InferenceThreads(settings.inference_threads, nice=settings.inference_nice)
     batcher = MicroBatcher(
         max_batch=settings.vision_batch_max,
         max_wait_ms=settings.vision_batch_wait_ms,
-        limiter=inference_limiter,
+        threads=threads,
     )
     deps = StageDeps(
-        registry=registry, batcher=batcher, limiter=inference_limiter, limits=image_limits(settings)
+        registry=registry, batcher=batcher, threads=threads, limits=image_limits(settings)
     )
     pipeline = Pipeline(
         default_stages(deps), code_version=code_version(), sessionmaker=factory, storage=storage
@@ -98,12 +105,20 @@ async def build_state(settings: Settings) -> AppState:
         queue=queue,
         jobs=jobs,
         audit=AuditWriter(factory),
+        results=ResultCache(revalidate_s=settings.result_cache_revalidate_s),
         extras={
             "batcher": batcher,
             "io_limiter": io_limiter,
             "inference_limiter": inference_limiter,
+            "inference_threads": threads,
         },
     )
+
+
+async def _freeze_when_settled(tasks: list[asyncio.Task[None]]) -> None:
+    """Once start-up loading is over, collect its garbage and freeze the rest (freeze_heap)."""
+    await asyncio.gather(*tasks, return_exceptions=True)
+    freeze_heap(collect=True)
 
 
 def _start_scheduler(state: AppState) -> Any:
@@ -145,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             background.append(asyncio.create_task(build_corpus_if_missing(state)))
         for task in background:
             task.add_done_callback(_log_background)
+        background.append(asyncio.create_task(_freeze_when_settled(list(background))))
         logger.info("medsight started", extra={"version": __version__, "env": settings.environment})
         try:
             yield
@@ -159,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if state.audit is not None:
                 await state.audit.stop()
             await state.extras["batcher"].close()
+            state.extras["inference_threads"].shutdown()
             await state.registry.unload_all()
             await state.engine.dispose()
             logger.info("medsight stopped")

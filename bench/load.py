@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -52,8 +53,14 @@ class Stats:
         default_factory=lambda: defaultdict(lambda: defaultdict(int))
     )
 
+    # (seconds since the clock started, latency ms) of each GET result, for the timeline.
+    result_times: list[tuple[float, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
     def ok(self, name: str, seconds: float) -> None:
         self.latencies[name].append(seconds * 1000)
+        if name == "result":
+            self.result_times.append((time.monotonic() - self.started, seconds * 1000))
 
     def error(self, name: str, reason: str, seconds: float) -> None:
         self.errors[name] += 1
@@ -230,6 +237,7 @@ async def run(args: argparse.Namespace, url: str, image: bytes) -> dict[str, Any
                 )
                 shared.tasks.extend(warm.tasks)
             started = time.monotonic()
+            stats.started = started
             deadline = started + args.duration
             loops = [
                 asyncio.create_task(
@@ -272,6 +280,20 @@ async def run(args: argparse.Namespace, url: str, image: bytes) -> dict[str, Any
             "mean_ms": round(statistics.fmean(values), 1),
         }
     report["total"] = {"count": total, "errors": total_errors, "rps": round(total / elapsed, 1)}
+    # GET result latency per 5 s window: shows whether a tail is spread or comes in bursts
+    # (the analyses all arrive in the first seconds, until --max-analyze is used up).
+    windows: dict[int, list[float]] = defaultdict(list)
+    for at, ms in stats.result_times:
+        windows[int(at // 5)].append(ms)
+    report["result_timeline"] = [
+        {
+            "from_s": 5 * w,
+            "count": len(v),
+            "p50_ms": round(percentile(v, 50), 1),
+            "p99_ms": round(percentile(v, 99), 1),
+        }
+        for w, v in sorted(windows.items())
+    ]
     return report
 
 
@@ -288,6 +310,9 @@ def print_report(report: dict[str, Any]) -> None:
         )
         for reason, count in row["error_reasons"].items():
             print(f"{'':<10}  {count} x {reason}")
+    if report.get("result_timeline"):
+        cells = [f"{w['from_s']}s:{w['p99_ms']:.0f}" for w in report["result_timeline"]]
+        print("GET result p99 per 5 s window (ms): " + " ".join(cells))
     t = report["total"]
     print(f"{'total':<10}{t['count']:>8}{t['errors']:>8}{t['rps']:>8}   (latencies in ms)")
 
@@ -377,6 +402,8 @@ def served(args: argparse.Namespace) -> Iterator[str]:
                 except subprocess.TimeoutExpired:
                     os.killpg(child.pid, signal.SIGKILL)
                     child.wait(10)
+            if args.server_log:
+                shutil.copyfile(data_dir / "server.log", args.server_log)
 
 
 def main() -> int:
@@ -408,6 +435,7 @@ def main() -> int:
     )
     parser.add_argument("--no-symptoms", action="store_true", help="Analyses without symptoms")
     parser.add_argument("--json", default=None, help="Also write the report here")
+    parser.add_argument("--server-log", default=None, help="With --serve: keep its log here")
     args = parser.parse_args()
     if args.url and args.serve:
         parser.error("--url and --serve exclude each other")

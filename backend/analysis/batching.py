@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import anyio
+from backend.analysis.threads import InferenceThreads
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +18,8 @@ BatchFn = Callable[[Sequence[Any]], list[Any]]
 class MicroBatcher:
     """Collect requests for up to `max_wait_ms` or `max_batch` items, then run one batch call.
 
-    The batch function runs in a worker thread (bounded by the limiter), so the event loop
-    never blocks on inference. With `max_batch == 1` every call runs alone.
+    The batch function runs on the inference threads, so the event loop never blocks on
+    inference. With `max_batch == 1` every call runs alone.
     """
 
     def __init__(
@@ -27,11 +27,11 @@ class MicroBatcher:
         *,
         max_batch: int,
         max_wait_ms: float,
-        limiter: anyio.CapacityLimiter,
+        threads: InferenceThreads,
     ) -> None:
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max(0.0, max_wait_ms) / 1000.0
-        self.limiter = limiter
+        self.threads = threads
         self._pending: list[tuple[BatchFn, Any, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
@@ -41,7 +41,7 @@ class MicroBatcher:
         if self.max_batch == 1:
             self.batches += 1
             self.items += 1
-            results = await anyio.to_thread.run_sync(fn, [item], limiter=self.limiter)
+            results = await self.threads.run_sync(fn, [item])
             return results[0]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -76,7 +76,7 @@ class MicroBatcher:
             self.batches += 1
             self.items += len(items)
             try:
-                results = await anyio.to_thread.run_sync(fn, items, limiter=self.limiter)
+                results = await self.threads.run_sync(fn, items)
             except Exception as exc:  # noqa: BLE001 - delivered to every waiting caller
                 for _, _, future in group:
                     if not future.done():

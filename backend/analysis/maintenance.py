@@ -45,5 +45,6 @@ async def purge_expired(state: AppState) -> int:
         if rows:
             await session.execute(delete(Analysis).where(Analysis.id.in_([r[0] for r in rows])))
     if rows:
+        state.results.discard({str(r[0]) for r in rows})
         logger.info("purged expired analyses", extra={"count": len(rows)})
     return len(rows)

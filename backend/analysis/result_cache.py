@@ -1,60 +1,107 @@
-"""Serialised JSON of finished results, so repeated reads skip decode, validation and encode.
+"""Serialised JSON of finished results, so repeated reads skip the database, decode and encode.
 
 A finished result never changes (it is only ever deleted), so its JSON is built once per
-process and kept in a byte-bounded LRU. The cache is never the authority: every read still
-loads the row's owner, status and completion time from the database first, so a deleted or
-foreign analysis is a 404 whatever is cached, and the key includes the completion time and
-status, so a row that was finished again (re-run) misses.
+process and kept in a byte-bounded LRU with the row's owner, status and completion time.
+
+A read served from the cache still checks the owner, but skips the database only while the
+entry was confirmed against the database less than ``revalidate_s`` ago; after that the read
+loads the row's owner, status and completion time again (and a deleted row is a 404 whatever
+is cached). Deletions made by this process discard their entries at once (``discard``,
+``discard_owner``); a deletion made by another replica is seen within ``revalidate_s``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_MAX_BYTES = 64 * 2**20
+DEFAULT_REVALIDATE_S = 10.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class CachedBody:
-    """A response body and its strong ETag."""
+    """A result's response body, its strong ETag, and what it was checked against."""
 
     body: bytes
     etag: str
+    owner_key: str = ""
+    version: tuple[str, str] = ("", "")  # (status, completed_at) of the row it was built from
+    checked_at: float = field(default_factory=time.monotonic)
 
 
 class ResultCache:
-    """Byte-bounded LRU of result bodies keyed by ``(analysis id, status, completed_at)``."""
+    """Byte-bounded LRU of result bodies keyed by analysis id."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, max_bytes: int = DEFAULT_MAX_BYTES, revalidate_s: float = DEFAULT_REVALIDATE_S
+    ) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str, str], CachedBody] = OrderedDict()
+        self.revalidate_s = revalidate_s
+        self._items: OrderedDict[str, CachedBody] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, str]) -> CachedBody | None:
+    def fresh(self, analysis_id: str, owner_key: str) -> CachedBody | None:
+        """The entry when it belongs to `owner_key` and was confirmed recently, else None."""
         with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
+            item = self._items.get(analysis_id)
+            if item is None or item.owner_key != owner_key:
+                return None
+            if time.monotonic() - item.checked_at >= self.revalidate_s:
+                return None
+            self._items.move_to_end(analysis_id)
             return item
 
-    def put(self, key: tuple[str, str, str], body: bytes) -> CachedBody:
-        item = CachedBody(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    def confirmed(
+        self, analysis_id: str, owner_key: str, version: tuple[str, str]
+    ) -> CachedBody | None:
+        """The entry for this row version, marked as just checked against the database."""
+        with self._lock:
+            item = self._items.get(analysis_id)
+            if item is None or item.owner_key != owner_key or item.version != version:
+                return None
+            item.checked_at = time.monotonic()
+            self._items.move_to_end(analysis_id)
+            return item
+
+    def put(
+        self, analysis_id: str, body: bytes, *, owner_key: str, version: tuple[str, str]
+    ) -> CachedBody:
+        item = CachedBody(
+            body,
+            '"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+            owner_key=owner_key,
+            version=version,
+        )
         if len(body) > self.max_bytes:
             return item
         with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old.body)
-            self._items[key] = item
+            self._pop(analysis_id)
+            self._items[analysis_id] = item
             self._bytes += len(body)
             while self._bytes > self.max_bytes and self._items:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= len(dropped.body)
         return item
+
+    def discard(self, analysis_ids: list[str] | tuple[str, ...] | set[str]) -> None:
+        with self._lock:
+            for analysis_id in analysis_ids:
+                self._pop(analysis_id)
+
+    def discard_owner(self, owner_key: str) -> None:
+        with self._lock:
+            for analysis_id in [k for k, v in self._items.items() if v.owner_key == owner_key]:
+                self._pop(analysis_id)
+
+    def _pop(self, analysis_id: str) -> None:
+        old = self._items.pop(analysis_id, None)
+        if old is not None:
+            self._bytes -= len(old.body)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -10,13 +10,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import anyio
 import cv2
 import numpy as np
 
 from backend.analysis.batching import MicroBatcher
 from backend.analysis.context import PipelineContext
 from backend.analysis.narrative import build_narrative
+from backend.analysis.threads import InferenceThreads
 from backend.imaging import ImageLimits, decode_image
 from backend.ml.catalog import NLP, VISION
 from backend.ml.registry import ModelRegistry, release_device_memory
@@ -52,7 +52,7 @@ class Stage(Protocol):
 class StageDeps:
     registry: ModelRegistry
     batcher: MicroBatcher
-    limiter: anyio.CapacityLimiter
+    threads: InferenceThreads
     limits: ImageLimits
 
 
@@ -65,8 +65,8 @@ class InputStage:
         self.deps = deps
 
     async def run(self, ctx: PipelineContext) -> None:
-        ctx.image = await anyio.to_thread.run_sync(
-            decode_image, ctx.input.image_bytes, self.deps.limits, limiter=self.deps.limiter
+        ctx.image = await self.deps.threads.run_sync(
+            decode_image, ctx.input.image_bytes, self.deps.limits
         )
         for note in ctx.image.warnings:
             ctx.warn(f"input: {note}")
@@ -95,9 +95,7 @@ class VisionStage:
         from backend.ml.vision import render_heatmap_panels
 
         image, heatmap = _downscale(ctx.image.pixels, result.heatmap, HEATMAP_MAX_SIDE)
-        ctx.heatmap_png = await anyio.to_thread.run_sync(
-            render_heatmap_panels, image, heatmap, limiter=self.deps.limiter
-        )
+        ctx.heatmap_png = await self.deps.threads.run_sync(render_heatmap_panels, image, heatmap)
 
 
 class MemoryStage:
@@ -126,7 +124,7 @@ class NlpStage:
             raise StageSkipped("no symptoms were given", quiet=True)
         model = await self.deps.registry.get(NLP)
         ctx.nlp_model = model
-        ctx.nlp = await anyio.to_thread.run_sync(model.analyze, text, limiter=self.deps.limiter)
+        ctx.nlp = await self.deps.threads.run_sync(model.analyze, text)
 
 
 class FusionStage:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.base import utcnow
@@ -89,50 +89,50 @@ async def record_audit(
 async def record_audits(session: AsyncSession, events: Sequence[Mapping[str, Any]]) -> None:
     """Append events, in order, inside the caller's transaction (flushed, not committed).
 
-    Each mapping holds record_audit's keyword arguments. The chain's head is read once: the
-    events link to each other in memory, so a batch costs one lock, one read and one flush.
+    Each mapping holds record_audit's keyword arguments. The chain's head is read once and the
+    events link to each other in memory: a batch costs one statement that takes the lock and
+    reads the head (two on PostgreSQL) and one multi-row INSERT.
     """
     if not events:
         return
-    # Serialise appends until this transaction ends, so two writers never share a parent.
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _AUDIT_LOCK_ID})
-    elif dialect == "sqlite":
-        # SQLite has one writer at a time, but the driver opens the write transaction lazily:
-        # a no-op UPDATE takes the write lock now, before the last hash is read.
-        await session.execute(text("UPDATE audit_events SET id = id WHERE 1 = 0"))
-    prev = await session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
+    if dialect == "sqlite":
+        # SQLite has one writer at a time, but the driver opens the write transaction lazily.
+        # This UPDATE takes the write lock and returns the chain's head in one statement (an
+        # empty table matches no row, yet the statement still takes the lock).
+        prev = await session.scalar(
+            text(
+                "UPDATE audit_events SET id = id "
+                "WHERE id = (SELECT max(id) FROM audit_events) RETURNING hash"
+            )
+        )
+    else:
+        # Serialise appends until this transaction ends, so two writers never share a parent.
+        if dialect == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _AUDIT_LOCK_ID})
+        prev = await session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
     prev_hash = prev or GENESIS_HASH
+    rows: list[dict[str, Any]] = []
     for event in events:
         # Round-trip through JSON so the stored value and the hashed value are identical.
         clean: dict[str, Any] = json.loads(json.dumps(event.get("details") or {}, default=str))
-        row = AuditEvent(
-            ts=utcnow(),
-            actor_id=event.get("actor_id"),
-            action=str(event["action"]),
-            resource_type=event.get("resource_type"),
-            resource_id=event.get("resource_id"),
-            client_ip=event.get("client_ip"),
-            details=clean,
-            prev_hash=prev_hash,
-        )
-        row.hash = event_hash(
-            prev_hash=prev_hash,
-            ts=row.ts,
-            actor_id=row.actor_id,
-            action=row.action,
-            resource_type=row.resource_type,
-            resource_id=row.resource_id,
-            client_ip=row.client_ip,
-            details=clean,
-        )
-        session.add(row)
-        prev_hash = row.hash
-    # One flush: the unit of work inserts rows in the order they were added, and on
-    # PostgreSQL its multi-row INSERT keeps generated ids in parameter order, so ids follow
-    # the chain (verify_chain walks it by id).
-    await session.flush()
+        row: dict[str, Any] = {
+            "ts": utcnow(),
+            "actor_id": event.get("actor_id"),
+            "action": str(event["action"]),
+            "resource_type": event.get("resource_type"),
+            "resource_id": event.get("resource_id"),
+            "client_ip": event.get("client_ip"),
+        }
+        row["hash"] = event_hash(prev_hash=prev_hash, details=clean, **row)
+        row.update(details=clean, prev_hash=prev_hash)
+        rows.append(row)
+        prev_hash = row["hash"]
+    # One multi-row INSERT. Ordered by parameter, so generated ids follow the chain on every
+    # database (verify_chain walks it by id).
+    await session.execute(
+        insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True), rows
+    )
 
 
 async def verify_chain(session: AsyncSession, *, batch: int = 1000) -> dict[str, Any]:

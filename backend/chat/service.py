@@ -13,6 +13,7 @@ from backend.analysis.service import Owner
 from backend.db.models import ChatMessage
 from backend.db.session import transaction
 from backend.ml.catalog import EMBEDDER
+from backend.process import freeze_heap
 from backend.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ async def get_chat_engine(state: AppState) -> Any:
                 limiter=state.extras.get("inference_limiter"),
             )
             state.extras["chat_engine"] = engine
+            freeze_heap()  # the engine's objects live as long as the process (freeze_heap)
         if engine.retriever is None:
             await attach_retriever(state, engine)
         return engine
@@ -73,6 +75,7 @@ async def attach_retriever(state: AppState, engine: Any) -> None:
     engine.retriever = await anyio.to_thread.run_sync(
         lambda: open_retriever(chroma_dir, embedder, chroma_url=settings.chroma_url)
     )
+    freeze_heap()  # the open store lives as long as the process
 
 
 async def build_corpus_if_missing(state: AppState) -> None:

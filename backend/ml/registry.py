@@ -86,8 +86,10 @@ class ModelRegistry:
         has_cuda: bool | None = None,
         mover: Callable[[Any, str], Any] | None = None,
         thread_limiter: anyio.CapacityLimiter | None = None,
+        on_loaded: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.gpu_budget_mb = float(gpu_budget_mb)
+        self.on_loaded = on_loaded  # called with (name, model) after each load
         self.has_cuda = cuda_available() if has_cuda is None else has_cuda
         self._entries: dict[str, _Entry] = {}
         self._gpu_lru: OrderedDict[str, float] = OrderedDict()  # name -> reserved MB
@@ -211,6 +213,8 @@ class ModelRegistry:
         logger.info(
             "model loaded", extra={"model": spec.name, "device": device, "load_ms": entry.load_ms}
         )
+        if self.on_loaded is not None:
+            self.on_loaded(spec.name, model)
 
     async def _touch(self, entry: _Entry) -> None:
         entry.last_used = time.monotonic()

@@ -48,3 +48,16 @@ def test_thread_settings_reject_negative_values() -> None:
         Settings(blas_threads=-1)
     with pytest.raises(ValueError):
         Settings(vision_threads=-1)
+
+
+def test_freeze_heap_moves_live_objects_out_of_collections() -> None:
+    import gc
+
+    from backend.process import freeze_heap
+
+    keep = [{"n": i} for i in range(1000)]
+    try:
+        freeze_heap(collect=True)
+        assert gc.get_freeze_count() >= len(keep)
+    finally:
+        gc.unfreeze()

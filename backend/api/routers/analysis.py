@@ -137,27 +137,30 @@ async def get_result(
     owner: OwnerDep,
     ip: ClientIP,
 ) -> Response:
-    # Owner, status and completion time first (the result JSON stays unread): a finished
-    # result is immutable, so its serialised body is reused from the cache when present.
-    analysis = await service.get_analysis(session, owner, session_id, with_result=False)
-    key = (
-        analysis.id,
-        analysis.status,
-        analysis.completed_at.isoformat() if analysis.completed_at else "",
-    )
-    cached = state.results.get(key) if analysis.status in service.FINAL_STATES else None
+    # A finished result is immutable: its serialised body is cached with its owner, and a
+    # recently confirmed entry is served without touching the database (see ResultCache).
+    cached = state.results.fresh(session_id, owner.key)
     if cached is None:
-        await session.refresh(analysis, ["result"])
-        result = service.finished_result(analysis)  # 409 while queued, running or cancelled
-        body = AnalysisResultOut.model_validate(result).model_dump_json(by_alias=True).encode()
-        cached = state.results.put(key, body)
+        # Owner, status and completion time first (the result JSON stays unread).
+        analysis = await service.get_analysis(session, owner, session_id, with_result=False)
+        version = (
+            analysis.status,
+            analysis.completed_at.isoformat() if analysis.completed_at else "",
+        )
+        if analysis.status in service.FINAL_STATES:
+            cached = state.results.confirmed(analysis.id, owner.key, version)
+        if cached is None:
+            await session.refresh(analysis, ["result"])
+            result = service.finished_result(analysis)  # 409 while queued, running or cancelled
+            body = AnalysisResultOut.model_validate(result).model_dump_json(by_alias=True).encode()
+            cached = state.results.put(analysis.id, body, owner_key=owner.key, version=version)
     await audit_read(
         state.audit,
         session,
         actor_id=owner.user_id,
         action="result.read",
         resource_type="analysis",
-        resource_id=analysis.id,
+        resource_id=session_id,
         client_ip=ip,
     )
     headers = {"ETag": cached.etag, "Cache-Control": "private, no-cache"}

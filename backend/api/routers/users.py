@@ -89,6 +89,7 @@ async def list_sessions(
 )
 async def delete_me(user: TokenUser, state: StateDep, session: SessionDep, ip: ClientIP) -> None:
     await users.erase_user(session, state.storage, user, client_ip=ip)
+    state.results.discard_owner(user.id)  # an owner's key is their user id
 
 
 @router.post(

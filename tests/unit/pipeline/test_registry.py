@@ -37,11 +37,15 @@ def spec(name: str, gpu_mb: float, calls: list[str], **kw: Any) -> ModelSpec:
 
 async def test_concurrent_first_requests_load_once() -> None:
     calls: list[str] = []
-    reg = ModelRegistry(gpu_budget_mb=1000, has_cuda=False)
+    loaded: list[tuple[str, Any]] = []
+    reg = ModelRegistry(
+        gpu_budget_mb=1000, has_cuda=False, on_loaded=lambda n, m: loaded.append((n, m))
+    )
     reg.register(spec("vision", 100, calls))
     models = await asyncio.gather(*(reg.get("vision") for _ in range(10)))
     assert calls == ["vision"]
     assert all(m is models[0] for m in models)
+    assert loaded == [("vision", models[0])]  # the load hook runs once, with the model
     assert reg.state()["models"]["vision"]["state"] == "ready"
     assert reg.device_of("vision") == "cpu"  # no CUDA: everything on the CPU
 
