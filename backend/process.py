@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 import sys
@@ -59,3 +61,22 @@ def freeze_heap(*, collect: bool = False) -> None:
     if collect:
         gc.collect()
     gc.freeze()
+
+
+def trim_heap() -> None:
+    """Return freed heap memory to the operating system (glibc's ``malloc_trim``).
+
+    Loading a model frees a lot of temporary memory (checkpoint buffers, the first-start ONNX
+    export and quantisation) that glibc otherwise keeps mapped: measured here, resident memory
+    after loading the default models went from 1,210-1,240 MB to 1,116 MB with a cold ONNX
+    cache, and from 1,120 to 1,090 MB with a warm one. A no-op on other C libraries.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # musl and others have no malloc_trim
+        return
+    trim(0)

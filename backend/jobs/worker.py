@@ -31,7 +31,7 @@ from backend.jobs.celery_app import RUN_JOB_TASK, CeleryOptions, create_celery_a
 from backend.jobs.store import worker_identity
 from backend.logs import configure_logging
 from backend.observability.metrics import Metrics, instrument_pipeline
-from backend.process import configure_process, freeze_heap
+from backend.process import configure_process, freeze_heap, trim_heap
 
 if TYPE_CHECKING:
     from backend.state import AppState
@@ -78,6 +78,7 @@ class WorkerRuntime:
         if self.settings.preload_models:
             await _preload(state)
         freeze_heap(collect=True)  # jobs never wait on a full scan of the models' objects
+        trim_heap()
         self._refresh_gauges(state)
         logger.info("worker runtime ready", extra={"worker": self.worker_id})
         return state
