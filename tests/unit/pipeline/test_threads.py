@@ -55,3 +55,17 @@ async def test_calls_are_bounded_and_keep_context() -> None:
     assert [r[0] for r in results] == [i * 2 for i in range(8)]
     assert all(r[1] == "request-1" for r in results)
     assert peak == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread names via prctl")
+async def test_pool_threads_carry_an_os_name() -> None:
+    from pathlib import Path
+
+    def comm() -> str:
+        return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    pool = InferenceThreads(1)
+    try:
+        assert await pool.run_sync(comm) == "medsight-infer"
+    finally:
+        pool.shutdown()
