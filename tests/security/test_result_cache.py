@@ -1,0 +1,49 @@
+"""Cached results keep the database's answer: owner checked on every read, deletions seen."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from sqlalchemy import delete
+
+from backend.db.models import Analysis, Job
+from backend.db.session import transaction
+from tests.conftest import fixture_images
+from tests.integration.test_foundation import assert_problem
+from tests.security.conftest import client_for, fresh_peer, register_and_login, upload
+
+
+async def _finished(client: Any, headers: dict[str, str]) -> str:
+    accepted = (await upload(client, headers, fixture_images()[0])).json()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = await client.get(f"/api/v1/analyze/status/{accepted['task_id']}", headers=headers)
+        if r.json()["status"] in {"complete", "partial", "failed"}:
+            return str(accepted["session_id"])
+        await asyncio.sleep(0.1)
+    raise AssertionError("the analysis did not finish")
+
+
+async def test_cached_results_are_owner_checked_and_deletions_are_seen(app_with: Any) -> None:
+    async with app_with(auth_required=True, result_cache_revalidate_s=0.5) as app:
+        state = app.state.medsight
+        async with client_for(app, fresh_peer()) as client:
+            alice = await register_and_login(client)
+            bob = await register_and_login(client)
+            session_id = await _finished(client, alice["headers"])
+            url = f"/api/v1/analyze/result/{session_id}"
+            first = await client.get(url, headers=alice["headers"])
+            assert first.status_code == 200
+            assert state.results.fresh(session_id, alice["id"]) is not None  # now cached
+            # Another user never gets the cached body.
+            assert_problem(await client.get(url, headers=bob["headers"]), 404)
+            # Another replica deletes the analysis (this process is not told).
+            async with transaction(state.sessionmaker) as session:
+                await session.execute(delete(Job).where(Job.analysis_id == session_id))
+                await session.execute(delete(Analysis).where(Analysis.id == session_id))
+            # Within RESULT_CACHE_REVALIDATE_S the cached body may still be served; after it,
+            # the row is read again and the deletion is a 404.
+            await asyncio.sleep(0.6)
+            assert_problem(await client.get(url, headers=alice["headers"]), 404)
