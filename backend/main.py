@@ -39,7 +39,7 @@ from backend.logs import configure_logging
 from backend.ml.catalog import register_default_models
 from backend.ml.registry import ModelRegistry
 from backend.observability import install_metrics, instrument_pipeline
-from backend.process import configure_process, freeze_heap, trim_heap
+from backend.process import configure_process, settle_heap
 from backend.state import AppState
 from backend.storage import build_storage
 
@@ -71,7 +71,9 @@ async def build_state(settings: Settings) -> AppState:
     io_limiter = anyio.CapacityLimiter(8)
     # After each load: the model's objects leave the garbage collector's scans and the load's
     # temporary memory goes back to the system (see backend/process.py).
-    registry = ModelRegistry(gpu_budget_mb=settings.gpu_vram_budget_mb, on_loaded=_settle_heap)
+    registry = ModelRegistry(
+        gpu_budget_mb=settings.gpu_vram_budget_mb, on_loaded=lambda _name, _model: settle_heap()
+    )
     register_default_models(registry, settings)
     # The pipeline's compute runs below the event loop's CPU priority (analysis/threads.py).
     threads = InferenceThreads(settings.inference_threads, nice=settings.inference_nice)
@@ -114,16 +116,10 @@ async def build_state(settings: Settings) -> AppState:
     )
 
 
-def _settle_heap(_name: str, _model: Any) -> None:
-    freeze_heap()
-    trim_heap()
-
-
 async def _freeze_when_settled(tasks: list[asyncio.Task[None]]) -> None:
-    """Once start-up loading is over, collect its garbage and freeze the rest (freeze_heap)."""
+    """Once start-up loading is over, collect its garbage and freeze the rest (settle_heap)."""
     await asyncio.gather(*tasks, return_exceptions=True)
-    freeze_heap(collect=True)
-    trim_heap()
+    settle_heap(collect=True)
 
 
 def _start_scheduler(state: AppState) -> Any:

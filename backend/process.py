@@ -80,3 +80,9 @@ def trim_heap() -> None:
     except (OSError, AttributeError):  # musl and others have no malloc_trim
         return
     trim(0)
+
+
+def settle_heap(*, collect: bool = False) -> None:
+    """After loading something long-lived: freeze what is alive, give freed memory back."""
+    freeze_heap(collect=collect)
+    trim_heap()

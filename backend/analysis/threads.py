@@ -34,45 +34,45 @@ T = TypeVar("T")
 MAX_NICE = 19
 
 
-def lower_thread_priority(increment: int) -> int:
-    """Raise the calling thread's nice value by `increment` (Linux); returns the new value.
+def lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by `increment` (Linux).
 
     Lowering priority never needs privileges; it cannot be undone without them, which is why
     only threads that do nothing else are lowered.
     """
     if increment <= 0 or not sys.platform.startswith("linux"):
-        return os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0
+        return
     tid = threading.get_native_id()
     try:
         current = os.getpriority(os.PRIO_PROCESS, tid)
-        target = min(MAX_NICE, current + increment)
-        os.setpriority(os.PRIO_PROCESS, tid, target)
+        os.setpriority(os.PRIO_PROCESS, tid, min(MAX_NICE, current + increment))
     except OSError:
         logger.warning("could not lower the inference threads' CPU priority", exc_info=True)
-        return 0
-    return target
 
 
-def _start_thread(increment: int, os_name: str) -> None:
+THREAD_NAME = "medsight-infer"  # the kernel's name (15 characters at most), seen by ps and top
+
+
+def _start_thread(increment: int) -> None:
     """Pool thread initializer: lower the priority and name the thread for `top -H`, `ps`."""
     lower_thread_priority(increment)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            libc.prctl(15, os_name.encode()[:15], 0, 0, 0)  # PR_SET_NAME; children inherit it
+            libc.prctl(15, THREAD_NAME.encode(), 0, 0, 0)  # PR_SET_NAME; children inherit it
 
 
 class InferenceThreads:
     """A bounded pool of lower-priority threads; ``run_sync`` awaits one call on it."""
 
-    def __init__(self, threads: int, *, nice: int = 0, name: str = "medsight-inference") -> None:
+    def __init__(self, threads: int, *, nice: int = 0) -> None:
         self.threads = max(1, threads)
         self.nice = max(0, nice)
         self._executor = ThreadPoolExecutor(
             max_workers=self.threads,
-            thread_name_prefix=name,
+            thread_name_prefix=THREAD_NAME,
             initializer=_start_thread,
-            initargs=(self.nice, "medsight-infer"),
+            initargs=(self.nice,),
         )
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:

@@ -13,7 +13,7 @@ from backend.analysis.service import Owner
 from backend.db.models import ChatMessage
 from backend.db.session import transaction
 from backend.ml.catalog import EMBEDDER
-from backend.process import freeze_heap
+from backend.process import settle_heap
 from backend.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ async def get_chat_engine(state: AppState) -> Any:
                 limiter=state.extras.get("inference_limiter"),
             )
             state.extras["chat_engine"] = engine
-            freeze_heap()  # the engine's objects live as long as the process (freeze_heap)
+            settle_heap()  # the engine's objects live as long as the process
         if engine.retriever is None:
             await attach_retriever(state, engine)
         return engine
@@ -75,7 +75,7 @@ async def attach_retriever(state: AppState, engine: Any) -> None:
     engine.retriever = await anyio.to_thread.run_sync(
         lambda: open_retriever(chroma_dir, embedder, chroma_url=settings.chroma_url)
     )
-    freeze_heap()  # the open store lives as long as the process
+    settle_heap()  # the open store lives as long as the process
 
 
 async def build_corpus_if_missing(state: AppState) -> None:

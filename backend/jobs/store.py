@@ -93,10 +93,6 @@ class JobStore:
             )
             return ClaimedJob(row.id, row.analysis_id, row.attempts, row.max_attempts)
 
-    async def finish(self, job_id: str) -> None:
-        async with transaction(self.factory) as session:
-            await mark_job_done(session, job_id)
-
     async def fail_attempt(self, job: ClaimedJob, reason: str) -> bool:
         """Record a failed attempt; re-queue with backoff or fail for good. True if retried."""
         now = utcnow()

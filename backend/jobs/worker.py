@@ -31,7 +31,7 @@ from backend.jobs.celery_app import RUN_JOB_TASK, CeleryOptions, create_celery_a
 from backend.jobs.store import worker_identity
 from backend.logs import configure_logging
 from backend.observability.metrics import Metrics, instrument_pipeline
-from backend.process import configure_process, freeze_heap, trim_heap
+from backend.process import configure_process, settle_heap
 
 if TYPE_CHECKING:
     from backend.state import AppState
@@ -77,8 +77,7 @@ class WorkerRuntime:
         instrument_pipeline(state.pipeline, self.metrics)
         if self.settings.preload_models:
             await _preload(state)
-        freeze_heap(collect=True)  # jobs never wait on a full scan of the models' objects
-        trim_heap()
+        settle_heap(collect=True)  # jobs never wait on a full scan of the models' objects
         self._refresh_gauges(state)
         logger.info("worker runtime ready", extra={"worker": self.worker_id})
         return state

@@ -108,3 +108,27 @@ async def test_edited_and_removed_rows_are_detected(app: FastAPI, database_url: 
             await session.execute(delete(AuditEvent).where(AuditEvent.id == middle.id))
             await session.execute(insert(AuditEvent).values(**original))
     assert (await verify(database_url))["ok"] is True
+
+
+async def test_a_submission_and_its_audit_event_commit_together(
+    app: FastAPI, database_url: str
+) -> None:
+    from tests.conftest import fixture_images
+    from tests.security.conftest import upload
+
+    async with client_for(app, fresh_peer()) as client:
+        user = await register_and_login(client)
+        accepted = (await upload(client, user["headers"], fixture_images()[0])).json()
+    async with app.state.medsight.sessionmaker() as session:
+        rows = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "analysis.submitted",
+                    AuditEvent.resource_id == accepted["session_id"],
+                )
+            )
+        ).all()
+    assert len(rows) == 1
+    assert rows[0].actor_id == user["id"] and rows[0].details == {"task_id": accepted["task_id"]}
+    report = await verify(database_url)
+    assert report["ok"] is True, report

@@ -47,3 +47,17 @@ async def test_cached_results_are_owner_checked_and_deletions_are_seen(app_with:
             # the row is read again and the deletion is a 404.
             await asyncio.sleep(0.6)
             assert_problem(await client.get(url, headers=alice["headers"]), 404)
+
+
+async def test_erasing_an_account_drops_its_cached_results(app_with: Any) -> None:
+    async with app_with(auth_required=True) as app:
+        state = app.state.medsight
+        async with client_for(app, fresh_peer()) as client:
+            alice = await register_and_login(client)
+            session_id = await _finished(client, alice["headers"])
+            url = f"/api/v1/analyze/result/{session_id}"
+            assert (await client.get(url, headers=alice["headers"])).status_code == 200
+            assert state.results.fresh(session_id, alice["id"]) is not None
+            r = await client.delete("/api/v1/users/me", headers=alice["headers"])
+            assert r.status_code == 204, r.text
+            assert state.results.fresh(session_id, alice["id"]) is None
