@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     # A cached finished result is served without a database read for this long after it was
     # last confirmed; another replica's deletion is seen within it (analysis/result_cache.py).
     result_cache_revalidate_s: float = Field(default=10.0, ge=0)
+    # Read audit events are fsynced here before the read is answered, then chained in the
+    # database (auth/audit_spool.py). Must be on a persistent local disk; default DATA_DIR/
+    # audit-spool.
+    audit_spool_dir: Path | None = None
     # Threads of the BLAS library under numpy (OpenBLAS) in the service and workers; see
     # process.py. 0 leaves the library's default (one per core).
     blas_threads: int = Field(default=1, ge=0)
@@ -194,6 +198,8 @@ class Settings(BaseSettings):
             self.storage_dir = self.data_dir / "uploads"
         if self.chroma_dir is None:
             self.chroma_dir = self.data_dir / "chroma"
+        if self.audit_spool_dir is None:
+            self.audit_spool_dir = self.data_dir / "audit-spool"
         if self.secrets_file is None:
             self.secrets_file = self.data_dir / ".secrets.json"
         if self.environment is Environment.PRODUCTION:

@@ -29,7 +29,7 @@ from backend.api.routers import chat as chat_router
 from backend.api.routers import health as health_router
 from backend.api.routers import reports as reports_router
 from backend.api.routers import transcribe as transcribe_router
-from backend.auth.audit import AuditWriter
+from backend.auth.audit_spool import AuditSpool
 from backend.config import REPO_ROOT, Settings, get_settings
 from backend.db.migrate import upgrade_database
 from backend.db.session import create_engine, create_sessionmaker
@@ -105,7 +105,7 @@ async def build_state(settings: Settings) -> AppState:
         pipeline=pipeline,
         queue=queue,
         jobs=jobs,
-        audit=AuditWriter(factory),
+        audit=AuditSpool(settings.audit_spool_dir or settings.data_dir / "audit-spool", factory),
         results=ResultCache(revalidate_s=settings.result_cache_revalidate_s),
         extras={
             "batcher": batcher,
@@ -150,6 +150,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = await build_state(settings)
         app.state.medsight = state
         instrument_pipeline(state.pipeline, app.state.metrics)
+        if state.audit is not None:
+            await state.audit.start()  # chains what a crashed process left spooled
         await state.queue.start()
         scheduler = _start_scheduler(state)
         background: list[asyncio.Task[None]] = []

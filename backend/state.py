@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.analysis.result_cache import ResultCache
-from backend.auth.audit import AuditWriter
+from backend.auth.audit_spool import AuditSpool
 from backend.config import Settings
 from backend.jobs.base import JobQueue
 from backend.jobs.store import JobStore
@@ -32,5 +32,5 @@ class AppState:
     jobs: JobStore
     started_at: float = field(default_factory=time.time)
     results: ResultCache = field(default_factory=ResultCache)
-    audit: AuditWriter | None = None  # group commit of read events (built with the state)
+    audit: AuditSpool | None = None  # read events: on local disk, then chained (audit_spool.py)
     extras: dict[str, Any] = field(default_factory=dict)

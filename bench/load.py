@@ -68,6 +68,63 @@ class Stats:
         self.latencies[name].append(seconds * 1000)
 
 
+class Probe:
+    """What the machine was doing while the clock ran, sampled every 10 ms.
+
+    The generator shares the machine with the server, so a latency it measures includes its own
+    event loop's delay: the loop lag (how late a 10 ms sleep wakes up) says how much. The machine's
+    busy fraction (/proc/stat) and each process's CPU (/proc/PID/stat) say who used the cores.
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.lag: list[tuple[float, float]] = []  # (seconds since start, ms late)
+        self.busy: list[tuple[float, float]] = []  # (seconds since start, busy fraction)
+        self.cpu_start: dict[str, float] = {}
+        self.cpu_end: dict[str, float] = {}
+
+    @staticmethod
+    def machine_ticks() -> tuple[int, int] | None:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        except OSError:
+            return None
+        values = [int(v) for v in fields]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    @staticmethod
+    def process_cpu_s(pid: int) -> float:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return float("nan")
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def cpu_now(self) -> dict[str, float]:
+        taken = {"generator": time.process_time()}
+        taken.update({name: self.process_cpu_s(pid) for name, pid in self.pids.items()})
+        return taken
+
+    async def watch(self, started: float, deadline: float) -> None:
+        self.cpu_start = self.cpu_now()
+        last_ticks = self.machine_ticks()
+        last_busy_at = time.monotonic()
+        while time.monotonic() < deadline:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            self.lag.append((now - started, (now - before - 0.01) * 1000))
+            if now - last_busy_at >= 0.5:
+                ticks = self.machine_ticks()
+                if ticks and last_ticks and ticks[0] > last_ticks[0]:
+                    total, idle = ticks[0] - last_ticks[0], ticks[1] - last_ticks[1]
+                    self.busy.append((now - started, 1 - idle / total))
+                last_ticks, last_busy_at = ticks, now
+        self.cpu_end = self.cpu_now()
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -195,7 +252,9 @@ async def probe_chat(client: httpx.AsyncClient, session_id: str) -> str | None:
     return f"skipped (warm-up answered {response.status_code}: {text[:200]!r})"
 
 
-async def run(args: argparse.Namespace, url: str, image: bytes) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, url: str, image: bytes, pids: dict[str, int] | None = None
+) -> dict[str, Any]:
     mix = dict(item.split("=") for item in args.mix.split(","))
     unknown = set(mix) - set(EXPECTED)
     if unknown:
@@ -239,6 +298,8 @@ async def run(args: argparse.Namespace, url: str, image: bytes) -> dict[str, Any
             started = time.monotonic()
             stats.started = started
             deadline = started + args.duration
+            probe = Probe(pids or {})
+            watcher = asyncio.create_task(probe.watch(started, deadline))
             loops = [
                 asyncio.create_task(
                     client_loop(user, names, weights, shared, stats, deadline, mean_think)
@@ -251,6 +312,7 @@ async def run(args: argparse.Namespace, url: str, image: bytes) -> dict[str, Any
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
             elapsed = time.monotonic() - started
+            await watcher
         finally:
             await asyncio.gather(*(user.aclose() for user in users), return_exceptions=True)
     report: dict[str, Any] = {
@@ -285,15 +347,33 @@ async def run(args: argparse.Namespace, url: str, image: bytes) -> dict[str, Any
     windows: dict[int, list[float]] = defaultdict(list)
     for at, ms in stats.result_times:
         windows[int(at // 5)].append(ms)
+    lags: dict[int, list[float]] = defaultdict(list)
+    for at, ms in probe.lag:
+        lags[int(at // 5)].append(ms)
+    busy: dict[int, list[float]] = defaultdict(list)
+    for at, fraction in probe.busy:
+        busy[int(at // 5)].append(fraction)
     report["result_timeline"] = [
         {
             "from_s": 5 * w,
             "count": len(v),
             "p50_ms": round(percentile(v, 50), 1),
             "p99_ms": round(percentile(v, 99), 1),
+            "generator_lag_p99_ms": round(percentile(lags[w], 99), 1),
+            "machine_busy": round(statistics.fmean(busy[w]), 2) if busy[w] else None,
         }
         for w, v in sorted(windows.items())
     ]
+    report["generator_lag_ms"] = {
+        "p50": round(percentile([ms for _, ms in probe.lag], 50), 1),
+        "p99": round(percentile([ms for _, ms in probe.lag], 99), 1),
+    }
+    # Cores each process used while the clock ran (PostgreSQL and Redis are not included).
+    report["cores_used"] = {
+        name: round((probe.cpu_end[name] - probe.cpu_start[name]) / elapsed, 2)
+        for name in probe.cpu_start
+        if name in probe.cpu_end
+    }
     return report
 
 
@@ -311,14 +391,26 @@ def print_report(report: dict[str, Any]) -> None:
         for reason, count in row["error_reasons"].items():
             print(f"{'':<10}  {count} x {reason}")
     if report.get("result_timeline"):
-        cells = [f"{w['from_s']}s:{w['p99_ms']:.0f}" for w in report["result_timeline"]]
+        timeline = report["result_timeline"]
+        cells = [f"{w['from_s']}s:{w['p99_ms']:.0f}" for w in timeline]
         print("GET result p99 per 5 s window (ms): " + " ".join(cells))
+        cells = [f"{w['from_s']}s:{w['generator_lag_p99_ms']:.0f}" for w in timeline]
+        print("generator loop lag p99 per window (ms): " + " ".join(cells))
+        cells = [
+            f"{w['from_s']}s:{w['machine_busy']:.0%}"
+            for w in timeline
+            if w["machine_busy"] is not None
+        ]
+        print("machine busy per window: " + " ".join(cells))
+    if report.get("cores_used"):
+        used = ", ".join(f"{name} {cores:.2f}" for name, cores in report["cores_used"].items())
+        print(f"cores used while the clock ran: {used}")
     t = report["total"]
     print(f"{'total':<10}{t['count']:>8}{t['errors']:>8}{t['rps']:>8}   (latencies in ms)")
 
 
 @contextmanager
-def served(args: argparse.Namespace) -> Iterator[str]:
+def served(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, int]]]:
     """Start `medsight serve` on a free loopback port with its own data dir; stop it after."""
     sys.path.insert(0, str(REPO))
     from tests.e2e.server import free_port, make_env
@@ -391,7 +483,8 @@ def served(args: argparse.Namespace) -> Iterator[str]:
                 if up and all(" ready." in log for log in logs):
                     break
                 time.sleep(0.5)
-            yield url
+            pids = {"api": proc.pid} | {f"worker{i}": w.pid for i, w in enumerate(workers)}
+            yield url, pids
         finally:
             for child in [proc, *workers]:
                 if child.poll() is None:
@@ -442,8 +535,8 @@ def main() -> int:
     if args.url:
         report = asyncio.run(run(args, args.url, Path(args.image).read_bytes()))
     else:
-        with served(args) as url:
-            report = asyncio.run(run(args, url, Path(args.image).read_bytes()))
+        with served(args) as (url, pids):
+            report = asyncio.run(run(args, url, Path(args.image).read_bytes(), pids))
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.db.base import utcnow
 from backend.db.models import AuditEvent
 from backend.db.session import create_engine, create_sessionmaker
+
+if TYPE_CHECKING:
+    from backend.auth.audit_spool import AuditSpool
 
 GENESIS_HASH = "0" * 64
 # Any fixed 64-bit number: the transaction-scoped PostgreSQL advisory lock serialising appends.
@@ -89,9 +91,10 @@ async def record_audit(
 async def record_audits(session: AsyncSession, events: Sequence[Mapping[str, Any]]) -> None:
     """Append events, in order, inside the caller's transaction (flushed, not committed).
 
-    Each mapping holds record_audit's keyword arguments. The chain's head is read once and the
-    events link to each other in memory: a batch costs one statement that takes the lock and
-    reads the head (two on PostgreSQL) and one multi-row INSERT.
+    Each mapping holds record_audit's keyword arguments, and may carry the event's own `ts` (when
+    it happened, if earlier than now) and a unique `event_key` (audit_spool.py). The chain's
+    head is read once and the events link to each other in memory: a batch costs one statement
+    that takes the lock and reads the head (two on PostgreSQL) and one multi-row INSERT.
     """
     if not events:
         return
@@ -117,7 +120,7 @@ async def record_audits(session: AsyncSession, events: Sequence[Mapping[str, Any
         # Round-trip through JSON so the stored value and the hashed value are identical.
         clean: dict[str, Any] = json.loads(json.dumps(event.get("details") or {}, default=str))
         row: dict[str, Any] = {
-            "ts": utcnow(),
+            "ts": event.get("ts") or utcnow(),
             "actor_id": event.get("actor_id"),
             "action": str(event["action"]),
             "resource_type": event.get("resource_type"),
@@ -125,7 +128,7 @@ async def record_audits(session: AsyncSession, events: Sequence[Mapping[str, Any
             "client_ip": event.get("client_ip"),
         }
         row["hash"] = event_hash(prev_hash=prev_hash, details=clean, **row)
-        row.update(details=clean, prev_hash=prev_hash)
+        row.update(details=clean, prev_hash=prev_hash, event_key=event.get("event_key"))
         rows.append(row)
         prev_hash = row["hash"]
     # One multi-row INSERT. Ordered by parameter, so generated ids follow the chain on every
@@ -190,74 +193,14 @@ def verify_audit_chain(database_url: str) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-class AuditWriter:
-    """Group commit for read events: many requests' appends share one short transaction.
+async def audit_read(spool: AuditSpool | None, session: AsyncSession, **event: Any) -> None:
+    """Record a read event: through the process's spool when there is one, else inline.
 
-    A read (result, report) has nothing else to write, yet appending to the chain takes the
-    database's write lock. Done inside each request, every read held that lock until its own
-    commit, and on SQLite concurrent readers queued behind each other in the busy handler's
-    sleeps. Here one task appends everything queued so far in a single transaction and only
-    then answers each caller, so an event is durable before its read is answered and the
-    chain stays one line (one appender).
+    With the spool, the caller's transaction is ended first (a read has nothing pending), so
+    its pooled connection is free while the event is written to disk.
     """
-
-    def __init__(self, sessionmaker: Any, *, max_batch: int = 256) -> None:
-        self.sessionmaker = sessionmaker
-        self.max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="medsight-audit-writer")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def append(self, **event: Any) -> None:
-        """Queue one event (record_audit's keyword arguments); return once it is committed."""
-        self.start()
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((event, done))
-        await done
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                async with self.sessionmaker() as session:
-                    await record_audits(session, [event for event, _ in batch])
-                    await session.commit()
-            except asyncio.CancelledError:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(RuntimeError("audit writer stopped"))
-                raise
-            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
-
-
-async def audit_read(writer: AuditWriter | None, session: AsyncSession, **event: Any) -> None:
-    """Record a read event: through the group-commit writer when there is one, else inline.
-
-    With the writer, the caller's transaction is committed first (a read has nothing pending),
-    so its pooled connection is free while it waits: otherwise a burst of reads could hold
-    every connection while the writer waits for one.
-    """
-    if writer is not None:
+    if spool is not None:
         await session.commit()
-        await writer.append(**event)
+        await spool.append(**event)
     else:
         await record_audit(session, **event)

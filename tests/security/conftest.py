@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from fastapi import FastAPI
 from backend.auth import install_auth, passwords
 from backend.config import Settings
 from backend.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import fixture_images, make_settings
 from tests.fakes.oidc import CLIENT_ID, CLIENT_SECRET, FakeOIDCProvider
 
 
@@ -168,3 +170,15 @@ async def upload(
         files={"image": (image.name, image.read_bytes(), "image/png")},
         data=form,
     )
+
+
+async def finished_analysis(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    """Upload a fixture X-ray and wait until its analysis is final; returns its session id."""
+    accepted = (await upload(client, headers, fixture_images()[0])).json()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = await client.get(f"/api/v1/analyze/status/{accepted['task_id']}", headers=headers)
+        if r.json()["status"] in {"complete", "partial", "failed"}:
+            return str(accepted["session_id"])
+        await asyncio.sleep(0.1)
+    raise AssertionError("the analysis did not finish")

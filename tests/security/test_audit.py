@@ -52,29 +52,6 @@ async def test_concurrent_appends_keep_one_chain(app: FastAPI, database_url: str
     assert report["ok"] is True, report
 
 
-async def test_group_committed_read_events_are_durable_and_chained(
-    app: FastAPI, database_url: str
-) -> None:
-    """Reads append through the group-commit writer: every caller returns after its commit."""
-    writer = app.state.medsight.audit
-    assert writer is not None
-    await asyncio.gather(
-        *(
-            writer.append(actor_id="reader", action="test.group_read", resource_id=str(i))
-            for i in range(40)
-        )
-    )
-    async with app.state.medsight.sessionmaker() as session:
-        ids = (
-            await session.scalars(
-                select(AuditEvent.resource_id).where(AuditEvent.action == "test.group_read")
-            )
-        ).all()
-    assert sorted(ids, key=int) == [str(i) for i in range(40)]
-    report = await verify(database_url)
-    assert report["ok"] is True, report
-
-
 async def test_edited_and_removed_rows_are_detected(app: FastAPI, database_url: str) -> None:
     factory = app.state.medsight.sessionmaker
     async with transaction(factory) as session:

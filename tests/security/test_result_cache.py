@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from sqlalchemy import delete
 
 from backend.db.models import Analysis, Job
 from backend.db.session import transaction
-from tests.conftest import fixture_images
 from tests.integration.test_foundation import assert_problem
-from tests.security.conftest import client_for, fresh_peer, register_and_login, upload
-
-
-async def _finished(client: Any, headers: dict[str, str]) -> str:
-    accepted = (await upload(client, headers, fixture_images()[0])).json()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        r = await client.get(f"/api/v1/analyze/status/{accepted['task_id']}", headers=headers)
-        if r.json()["status"] in {"complete", "partial", "failed"}:
-            return str(accepted["session_id"])
-        await asyncio.sleep(0.1)
-    raise AssertionError("the analysis did not finish")
+from tests.security.conftest import client_for, finished_analysis, fresh_peer, register_and_login
 
 
 async def test_cached_results_are_owner_checked_and_deletions_are_seen(app_with: Any) -> None:
@@ -32,7 +19,7 @@ async def test_cached_results_are_owner_checked_and_deletions_are_seen(app_with:
         async with client_for(app, fresh_peer()) as client:
             alice = await register_and_login(client)
             bob = await register_and_login(client)
-            session_id = await _finished(client, alice["headers"])
+            session_id = await finished_analysis(client, alice["headers"])
             url = f"/api/v1/analyze/result/{session_id}"
             first = await client.get(url, headers=alice["headers"])
             assert first.status_code == 200
@@ -54,7 +41,7 @@ async def test_erasing_an_account_drops_its_cached_results(app_with: Any) -> Non
         state = app.state.medsight
         async with client_for(app, fresh_peer()) as client:
             alice = await register_and_login(client)
-            session_id = await _finished(client, alice["headers"])
+            session_id = await finished_analysis(client, alice["headers"])
             url = f"/api/v1/analyze/result/{session_id}"
             assert (await client.get(url, headers=alice["headers"])).status_code == 200
             assert state.results.fresh(session_id, alice["id"]) is not None
