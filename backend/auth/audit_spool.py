@@ -28,6 +28,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,19 @@ class AuditSpool:
         self._drained = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self._io = asyncio.Lock()  # file writes vs truncation
+        self._starting = asyncio.Lock()
+        # Its own thread for write + fdatasync, so a busy default executor never delays a read.
+        self._executor: ThreadPoolExecutor | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Chain what dead processes left behind, then open this process's file."""
-        if self._tasks:
-            return
+        async with self._starting:
+            if not self._tasks:
+                await self._start()
+
+    async def _start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         recovered = await self.recover()
         if recovered:
@@ -94,6 +101,7 @@ class AuditSpool:
         os.rename(staging, self.path)
         _fsync_dir(self.directory)
         self._fd = fd
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="medsight-audit-spool")
         self._tasks = [
             asyncio.create_task(self._sync_loop(), name="medsight-audit-spool-sync"),
             asyncio.create_task(self._drain_loop(), name="medsight-audit-spool-drain"),
@@ -122,6 +130,9 @@ class AuditSpool:
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
             os.close(fd)  # releases the lock: a later start recovers whatever is left
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     # --- appending ---------------------------------------------------------------------------
 
@@ -155,7 +166,9 @@ class AuditSpool:
             data = b"".join(_line(record) for record, _ in batch)
             try:
                 async with self._io:
-                    await asyncio.to_thread(_write_and_sync, self._require_fd(), data)
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._executor, _write_and_sync, self._require_fd(), data
+                    )
             except Exception as exc:  # noqa: BLE001 - every waiting read gets the error
                 logger.exception("audit spool: write failed")
                 error = ServiceUnavailableError("The audit log could not be written.")
