@@ -7,6 +7,7 @@ import ctypes.util
 import gc
 import logging
 import sys
+import time
 
 from backend.config import Settings
 
@@ -33,6 +34,34 @@ def configure_process(settings: Settings) -> None:
     sys.setswitchinterval(max(settings.gil_switch_interval_ms, 0.05) / 1000.0)
     if settings.blas_threads > 0:
         limit_blas_threads(settings.blas_threads)
+    watch_gc_pauses()
+
+
+_GC_SLOW_MS = 50.0
+_gc_started: list[float] = []
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+    elif _gc_started:
+        elapsed_ms = (time.perf_counter() - _gc_started[0]) * 1000
+        if elapsed_ms >= _GC_SLOW_MS:
+            # Every thread, the event loop included, stood still this long.
+            logger.warning(
+                "slow garbage collection",
+                extra={
+                    "generation": info.get("generation"),
+                    "duration_ms": round(elapsed_ms, 1),
+                    "collected": info.get("collected"),
+                },
+            )
+
+
+def watch_gc_pauses() -> None:
+    """Log a warning for every garbage collection that stops the process for 50 ms or more."""
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
 
 
 def limit_blas_threads(threads: int) -> None:
