@@ -3,8 +3,11 @@
 Each of --connections clients holds one connection and loops until --duration is over: pick an
 endpoint by --mix weight, send, record, then wait an exponential think time so that all clients
 together offer about --rate requests per second (0: no think time, closed loop). Analyses are
-capped at --max-analyze; chat is dropped when the server has no /api/v1/chat (404). Before the
-clock starts, --seed analyses are submitted and awaited so result reads hit finished analyses.
+capped at --max-analyze and, by default, paced evenly over the run (--analyze-pacing even: one
+every duration/max-analyze seconds; an analyze pick that is not yet due becomes a result read);
+--analyze-pacing burst submits them as fast as the mix picks them. Chat is dropped when the
+server has no /api/v1/chat (404). Before the clock starts, --seed analyses are submitted and
+awaited so result reads hit finished analyses.
 
     .venv/bin/python -m bench.load --serve                  # starts `medsight serve` itself
     .venv/bin/python -m bench.load --url http://127.0.0.1:8000 --connections 200 --duration 60
@@ -139,8 +142,21 @@ class Shared:
     symptoms: str | None
     results: list[str]  # finished session ids
     tasks: list[str]  # task ids submitted during the run
-    analyze_budget: int
+    analyze_max: int
     chat: bool
+    # Seconds between analyses when they are paced (the k-th may start k * pace_s after the
+    # clock started); 0: the first analyze picks of the mix use the budget up at once.
+    pace_s: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    analyze_used: int = 0
+
+    def may_analyze(self) -> bool:
+        if self.analyze_used >= self.analyze_max:
+            return False
+        if self.pace_s and time.monotonic() - self.started < self.analyze_used * self.pace_s:
+            return False  # not yet due: this pick becomes a result read
+        self.analyze_used += 1
+        return True
 
 
 async def request(client: httpx.AsyncClient, name: str, shared: Shared, stats: Stats) -> None:
@@ -195,11 +211,8 @@ async def client_loop(
     await asyncio.sleep(random.uniform(0, mean_think_s) if mean_think_s else 0)
     while time.monotonic() < deadline:
         name = random.choices(names, weights)[0]
-        if name == "analyze":
-            if shared.analyze_budget <= 0:
-                name = "result"
-            else:
-                shared.analyze_budget -= 1
+        if name == "analyze" and not shared.may_analyze():
+            name = "result"
         if name == "status" and not shared.tasks:
             name = "result"
         started = time.monotonic()
@@ -272,7 +285,9 @@ async def run(
             mix.pop("chat", None)
         names = list(mix)
         weights = [float(mix[n]) for n in names]
-        shared = Shared(image, symptoms, results, [], args.max_analyze, chat)
+        pacing = getattr(args, "analyze_pacing", "even")
+        pace_s = args.duration / args.max_analyze if pacing == "even" and args.max_analyze else 0
+        shared = Shared(image, symptoms, results, [], args.max_analyze, chat, pace_s=pace_s)
         stats = Stats()
         mean_think = args.connections / args.rate if args.rate > 0 else 0.0
         # One client with one keep-alive connection per simulated user: a single pool shared by
@@ -296,7 +311,7 @@ async def run(
                 )
                 shared.tasks.extend(warm.tasks)
             started = time.monotonic()
-            stats.started = started
+            stats.started = shared.started = started
             deadline = started + args.duration
             probe = Probe(pids or {})
             watcher = asyncio.create_task(probe.watch(started, deadline))
@@ -320,6 +335,7 @@ async def run(
         "connections": args.connections,
         "duration_s": round(elapsed, 1),
         "offered_rate_rps": args.rate,
+        "analyze_pacing": getattr(args, "analyze_pacing", "even"),
         "chat": "on" if chat else chat_skip,
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
         f"load average {os.getloadavg()[0]:.1f} at the end",
@@ -380,7 +396,8 @@ async def run(
 def print_report(report: dict[str, Any]) -> None:
     print(
         f"{report['connections']} connections, {report['duration_s']} s, offered "
-        f"{report['offered_rate_rps'] or 'max'} req/s, chat {report['chat']}; {report['machine']}"
+        f"{report['offered_rate_rps'] or 'max'} req/s, analyses {report['analyze_pacing']}, "
+        f"chat {report['chat']}; {report['machine']}"
     )
     print(f"{'endpoint':<10}{'count':>8}{'errors':>8}{'rps':>8}{'p50':>9}{'p95':>9}{'p99':>9}")
     for name, row in report["endpoints"].items():
@@ -443,6 +460,9 @@ def served(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, int]]]:
                             stdout=log,
                             stderr=subprocess.STDOUT,
                             start_new_session=True,
+                            preexec_fn=(lambda: os.nice(args.worker_nice))
+                            if args.worker_nice
+                            else None,
                         )
                     )
         port = free_port()
@@ -513,11 +533,26 @@ def main() -> int:
         default=0,
         help="With --serve: QUEUE_BACKEND=celery and this many `python -m backend.jobs.worker`",
     )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="With --celery-workers: start them at this nice value (a stand-in, on one machine, "
+        "for workers on their own hosts)",
+    )
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=200.0, help="Offered req/s (0: closed loop)")
     parser.add_argument("--mix", default="health=25,result=50,status=10,chat=10,analyze=5")
     parser.add_argument("--max-analyze", type=int, default=60)
+    parser.add_argument(
+        "--analyze-pacing",
+        choices=("even", "burst"),
+        default="even",
+        help="even: the --max-analyze analyses are spread over --duration (one every "
+        "duration/max-analyze seconds); burst: the mix's analyze share submits them as fast as "
+        "it picks them (≈ 10/s at the default mix and rate, all in the first seconds)",
+    )
     parser.add_argument("--warmup", type=float, default=10.0, help="Unrecorded seconds first")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--seed-timeout", type=float, default=300.0)
