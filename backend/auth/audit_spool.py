@@ -49,8 +49,8 @@ class AuditSpool:
     """One process's spool: `append` returns once the event is on disk; the chain follows.
 
     Events are chained at most every `drain_interval_s` (one transaction for all that arrived
-    meanwhile: at 120 reads/s, one chain append per 24 reads rather than per 2–3, which took the
-    drain from ≈ 9 % of the event loop's time to under 1 %). `max_pending` bounds the events
+    meanwhile: at 120 reads/s about 24 events per transaction instead of a few, which took the
+    drain from ≈ 9 % of the event loop's busy time to ≈ 2 % in the load test's profile). `max_pending` bounds the events
     held for the database (in memory as well as on disk): when
     the database has been unreachable that long, reads fail with 503 instead of piling up.
     """

@@ -38,9 +38,7 @@ def is_sqlite(url: str) -> bool:
 PING_IDLE_S = 2.0
 
 
-def create_engine(
-    url: str, *, echo: bool = False, ping_idle_s: float = PING_IDLE_S
-) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, ping_idle_s: float = PING_IDLE_S) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     url = normalise_database_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
