@@ -50,8 +50,8 @@ class AuditSpool:
 
     Events are chained at most every `drain_interval_s` (one transaction for all that arrived
     meanwhile: at 120 reads/s about 24 events per transaction instead of a few, which took the
-    drain from ≈ 9 % of the event loop's busy time to ≈ 2 % in the load test's profile). `max_pending` bounds the events
-    held for the database (in memory as well as on disk): when
+    drain from ≈ 9 % of the event loop's busy time to ≈ 2 % in the load test's profile).
+    `max_pending` bounds the events held for the database (in memory as well as on disk): when
     the database has been unreachable that long, reads fail with 503 instead of piling up.
     """
 
