@@ -134,6 +134,10 @@ def _start_scheduler(state: AppState) -> Any:
     scheduler.add_job(
         purge_expired_auth_state, "interval", hours=1, args=[state.sessionmaker], id="purge_auth"
     )
+    if state.audit is not None:
+        # A replica that died leaves its audit spool; any live process sharing the directory
+        # chains it within a minute (and every process does at start-up).
+        scheduler.add_job(state.audit.recover, "interval", seconds=60, id="audit_spool_recover")
     scheduler.start()
     return scheduler
 
