@@ -318,11 +318,18 @@ def _read_records(path: Path) -> Iterable[dict[str, Any]]:
 
 
 def _write_and_sync(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    os.fdatasync(fd)
+    end = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fdatasync(fd)
+    except OSError:
+        # No half-written line may stay in front of the next group (its reads get a 503).
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, end)
+        raise
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -244,3 +245,35 @@ async def test_result_reads_are_audited_through_the_spool(app_with: Any, databas
             )
         assert count == 2
     await _verified(database_url)
+
+
+async def test_a_failed_disk_write_refuses_the_read_and_leaves_no_torn_line(
+    factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = AuditSpool(tmp_path, factory)
+    await spool.start()
+    action = f"test.spool.{uuid.uuid4().hex[:8]}"
+    real_write = os.write
+    failed: list[int] = []
+
+    def disk_full_once(fd: int, data: Any) -> int:
+        if fd == spool._fd and not failed:  # half the group reaches the file, then ENOSPC
+            failed.append(real_write(fd, bytes(data[: len(data) // 2])))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    try:
+        async with _chain_locked(factory):  # keep everything in the file while we look
+            await spool.append(action=action, resource_id="1")
+            monkeypatch.setattr(os, "write", disk_full_once)
+            with pytest.raises(ServiceUnavailableError):
+                await spool.append(action=action, resource_id="2")
+            monkeypatch.undo()
+            await spool.append(action=action, resource_id="3")
+            assert spool.path is not None
+            lines = [json.loads(line) for line in spool.path.read_text().splitlines()]
+            assert [line["resource_id"] for line in lines] == ["1", "3"]
+        await asyncio.wait_for(spool.drained(), timeout=60)
+        assert [r.resource_id for r in await _rows(factory, action)] == ["1", "3"]
+    finally:
+        await spool.stop()
