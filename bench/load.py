@@ -6,12 +6,15 @@ together offer about --rate requests per second (0: no think time, closed loop).
 capped at --max-analyze and, by default, paced evenly over the run (--analyze-pacing even: one
 every duration/max-analyze seconds; an analyze pick that is not yet due becomes a result read);
 --analyze-pacing burst submits them as fast as the mix picks them. Chat is dropped when the
-server has no /api/v1/chat (404). Before the clock starts, --seed analyses are submitted and
-awaited so result reads hit finished analyses.
+server has no /api/v1/chat (404). Before the clock starts, --seed analyses per account are
+submitted and awaited so result reads hit finished analyses. Requests are anonymous unless
+--auth token|api-key: then --accounts users are registered and each simulated user signs in as
+one of them (reading only that account's analyses, as ownership requires).
 
     .venv/bin/python -m bench.load --serve                  # starts `medsight serve` itself
     .venv/bin/python -m bench.load --url http://127.0.0.1:8000 --connections 200 --duration 60
     .venv/bin/python -m bench.load --serve --celery-workers 1   # analyses off the API process
+    .venv/bin/python -m bench.load --serve --auth token         # signed-in users, as in production
 
 Any transport error, timeout or unexpected status counts as an error. Exit code 1 on errors.
 """
@@ -24,6 +27,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import shutil
 import signal
 import statistics
@@ -137,11 +141,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @dataclass
+class Account:
+    """Whose requests these are: the credential header and that account's own analyses."""
+
+    headers: dict[str, str]
+    results: list[str] = field(default_factory=list)  # finished session ids
+    tasks: list[str] = field(default_factory=list)  # task ids submitted during the run
+
+
+@dataclass
 class Shared:
     image: bytes
     symptoms: str | None
-    results: list[str]  # finished session ids
-    tasks: list[str]  # task ids submitted during the run
     analyze_max: int
     chat: bool
     # Seconds between analyses when they are paced (the k-th may start k * pace_s after the
@@ -159,15 +170,17 @@ class Shared:
         return True
 
 
-async def request(client: httpx.AsyncClient, name: str, shared: Shared, stats: Stats) -> None:
+async def request(
+    client: httpx.AsyncClient, name: str, shared: Shared, account: Account, stats: Stats
+) -> None:
     started = time.perf_counter()
     try:
         if name == "health":
             response = await client.get("/api/v1/health")
         elif name == "result":
-            response = await client.get(f"/api/v1/analyze/result/{random.choice(shared.results)}")
+            response = await client.get(f"/api/v1/analyze/result/{random.choice(account.results)}")
         elif name == "status":
-            response = await client.get(f"/api/v1/analyze/status/{random.choice(shared.tasks)}")
+            response = await client.get(f"/api/v1/analyze/status/{random.choice(account.tasks)}")
         elif name == "analyze":
             response = await client.post(
                 "/api/v1/analyze",
@@ -175,9 +188,9 @@ async def request(client: httpx.AsyncClient, name: str, shared: Shared, stats: S
                 data={"symptoms": shared.symptoms} if shared.symptoms else {},
             )
             if response.status_code == 202:
-                shared.tasks.append(response.json()["task_id"])
+                account.tasks.append(response.json()["task_id"])
         elif name == "chat":
-            body = {"message": CHAT_QUESTION, "session_id": random.choice(shared.results)}
+            body = {"message": CHAT_QUESTION, "session_id": random.choice(account.results)}
             async with client.stream("POST", "/api/v1/chat", json=body) as stream:
                 text = (await stream.aread()).decode(errors="replace")
                 response = stream
@@ -200,6 +213,7 @@ async def request(client: httpx.AsyncClient, name: str, shared: Shared, stats: S
 
 async def client_loop(
     client: httpx.AsyncClient,
+    account: Account,
     names: list[str],
     weights: list[float],
     shared: Shared,
@@ -213,10 +227,10 @@ async def client_loop(
         name = random.choices(names, weights)[0]
         if name == "analyze" and not shared.may_analyze():
             name = "result"
-        if name == "status" and not shared.tasks:
+        if name == "status" and not account.tasks:
             name = "result"
         started = time.monotonic()
-        await request(client, name, shared, stats)
+        await request(client, name, shared, account, stats)
         if mean_think_s:
             # Capped below uvicorn's 5 s keep-alive, as a browser or proxy that knows the server's
             # idle timeout would: otherwise a reused connection can race the server's close.
@@ -227,36 +241,69 @@ async def client_loop(
 
 
 async def seed(
-    client: httpx.AsyncClient, image: bytes, symptoms: str | None, n: int, wait_s: float
-) -> list[str]:
-    """Submit n analyses and wait for them to finish; returns their session ids."""
+    client: httpx.AsyncClient,
+    account: Account,
+    image: bytes,
+    symptoms: str | None,
+    n: int,
+    wait_s: float,
+) -> None:
+    """Submit n analyses as the account and wait for them to finish (into account.results)."""
     accepted = []
     for _ in range(n):
         response = await client.post(
             "/api/v1/analyze",
             files={"image": ("cxr.png", image, "image/png")},
             data={"symptoms": symptoms} if symptoms else {},
+            headers=account.headers,
         )
         response.raise_for_status()
         accepted.append(response.json())
     deadline = time.monotonic() + wait_s
     pending = {a["task_id"]: a["session_id"] for a in accepted}
-    done: list[str] = []
     while pending and time.monotonic() < deadline:
         for task_id in list(pending):
-            status = (await client.get(f"/api/v1/analyze/status/{task_id}")).json()
+            status = (
+                await client.get(f"/api/v1/analyze/status/{task_id}", headers=account.headers)
+            ).json()
             if status["status"] in FINAL:
-                done.append(pending.pop(task_id))
+                account.results.append(pending.pop(task_id))
         await asyncio.sleep(0.25)
     if pending:
         raise TimeoutError(f"{len(pending)} seed analyses did not finish in {wait_s}s")
-    return done
 
 
-async def probe_chat(client: httpx.AsyncClient, session_id: str) -> str | None:
+async def make_accounts(client: httpx.AsyncClient, auth: str, n: int) -> list[Account]:
+    """none: one anonymous account; token: n registered users with bearer tokens; api-key:
+    the same users with API keys (every request then authenticates against the database)."""
+    if auth == "none":
+        return [Account(headers={})]
+    accounts = []
+    for _ in range(n):
+        email = f"load-{secrets.token_hex(6)}@example.org"
+        password = secrets.token_urlsafe(18)
+        body = {"email": email, "password": password, "full_name": "Load test"}
+        (await client.post("/api/v1/auth/register", json=body)).raise_for_status()
+        login = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        login.raise_for_status()
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        if auth == "api-key":
+            scopes = ["analyze:write", "analyze:read", "chat"]
+            created = await client.post(
+                "/api/v1/users/me/api-keys", json={"scopes": scopes}, headers=headers
+            )
+            created.raise_for_status()
+            headers = {"X-API-Key": created.json()["key"]}
+        accounts.append(Account(headers=headers))
+    return accounts
+
+
+async def probe_chat(client: httpx.AsyncClient, account: Account) -> str | None:
     """None when chat answers (this also warms it up); otherwise why it is skipped."""
-    body = {"message": CHAT_QUESTION, "session_id": session_id}
-    async with client.stream("POST", "/api/v1/chat", json=body, timeout=180) as response:
+    body = {"message": CHAT_QUESTION, "session_id": account.results[0]}
+    async with client.stream(
+        "POST", "/api/v1/chat", json=body, timeout=180, headers=account.headers
+    ) as response:
         text = (await response.aread()).decode(errors="replace")
     if response.status_code == 200 and "event: done" in text:
         return None
@@ -278,8 +325,15 @@ async def run(
     timeout = httpx.Timeout(args.request_timeout)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
         symptoms = None if getattr(args, "no_symptoms", False) else SYMPTOMS
-        results = await seed(client, image, symptoms, args.seed, wait_s=args.seed_timeout)
-        chat_skip = await probe_chat(client, results[0]) if "chat" in mix else "not in --mix"
+        auth = getattr(args, "auth", "none")
+        accounts = await make_accounts(client, auth, getattr(args, "accounts", 10))
+        await asyncio.gather(
+            *(
+                seed(client, account, image, symptoms, args.seed, wait_s=args.seed_timeout)
+                for account in accounts
+            )
+        )
+        chat_skip = await probe_chat(client, accounts[0]) if "chat" in mix else "not in --mix"
         chat = chat_skip is None
         if not chat:
             mix.pop("chat", None)
@@ -287,29 +341,30 @@ async def run(
         weights = [float(mix[n]) for n in names]
         pacing = getattr(args, "analyze_pacing", "even")
         pace_s = args.duration / args.max_analyze if pacing == "even" and args.max_analyze else 0
-        shared = Shared(image, symptoms, results, [], args.max_analyze, chat, pace_s=pace_s)
+        shared = Shared(image, symptoms, args.max_analyze, chat, pace_s=pace_s)
         stats = Stats()
         mean_think = args.connections / args.rate if args.rate > 0 else 0.0
         # One client with one keep-alive connection per simulated user: a single pool shared by
         # hundreds of loops spent more CPU in its own bookkeeping than the server spent
         # answering (measured: the load generator used 2x the server's CPU).
         one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        # Simulated user i signs in as account i mod len(accounts).
+        mine = [accounts[i % len(accounts)] for i in range(args.connections)]
         users = [
-            httpx.AsyncClient(base_url=url, limits=one, timeout=timeout)
-            for _ in range(args.connections)
+            httpx.AsyncClient(base_url=url, limits=one, timeout=timeout, headers=account.headers)
+            for account in mine
         ]
         try:
             if args.warmup > 0:
                 # Same traffic, not recorded: connections open, caches and lazy paths warm up.
-                warm = Shared(image, symptoms, results, [], 0, chat)
+                warm = Shared(image, symptoms, 0, chat)
                 until = time.monotonic() + args.warmup
                 await asyncio.gather(
                     *(
-                        client_loop(user, names, weights, warm, Stats(), until, mean_think)
-                        for user in users
+                        client_loop(user, account, names, weights, warm, Stats(), until, mean_think)
+                        for user, account in zip(users, mine, strict=True)
                     )
                 )
-                shared.tasks.extend(warm.tasks)
             started = time.monotonic()
             stats.started = shared.started = started
             deadline = started + args.duration
@@ -317,9 +372,9 @@ async def run(
             watcher = asyncio.create_task(probe.watch(started, deadline))
             loops = [
                 asyncio.create_task(
-                    client_loop(user, names, weights, shared, stats, deadline, mean_think)
+                    client_loop(user, account, names, weights, shared, stats, deadline, mean_think)
                 )
-                for user in users
+                for user, account in zip(users, mine, strict=True)
             ]
             # Bounded: in-flight requests get one request timeout after the deadline, then stop.
             _, late = await asyncio.wait(loops, timeout=args.duration + args.request_timeout + 5)
@@ -336,6 +391,7 @@ async def run(
         "duration_s": round(elapsed, 1),
         "offered_rate_rps": args.rate,
         "analyze_pacing": getattr(args, "analyze_pacing", "even"),
+        "auth": auth if auth == "none" else f"{auth} ({len(accounts)} accounts)",
         "chat": "on" if chat else chat_skip,
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
         f"load average {os.getloadavg()[0]:.1f} at the end",
@@ -397,6 +453,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(
         f"{report['connections']} connections, {report['duration_s']} s, offered "
         f"{report['offered_rate_rps'] or 'max'} req/s, analyses {report['analyze_pacing']}, "
+        f"auth {report['auth']}, "
         f"chat {report['chat']}; {report['machine']}"
     )
     print(f"{'endpoint':<10}{'count':>8}{'errors':>8}{'rps':>8}{'p50':>9}{'p95':>9}{'p99':>9}")
@@ -439,6 +496,8 @@ def served(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, int]]]:
             args.database_url,
             RATE_LIMIT_ANALYZE="1000000/hour",
             RATE_LIMIT_CHAT="1000000/hour",
+            RATE_LIMIT_LOGIN="1000000/minute",
+            AUTH_REQUIRED="true" if args.auth != "none" else "false",
             LOG_LEVEL="WARNING",
         )
         # The RAG corpus is built once into a cache kept between runs (about a minute the first
@@ -545,6 +604,14 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="Offered req/s (0: closed loop)")
     parser.add_argument("--mix", default="health=25,result=50,status=10,chat=10,analyze=5")
     parser.add_argument("--max-analyze", type=int, default=60)
+    parser.add_argument(
+        "--auth",
+        choices=("none", "token", "api-key"),
+        default="none",
+        help="none: anonymous (development); token / api-key: --accounts registered users, "
+        "each simulated user signed in as one of them (--serve then sets AUTH_REQUIRED=true)",
+    )
+    parser.add_argument("--accounts", type=int, default=10, help="With --auth: how many")
     parser.add_argument(
         "--analyze-pacing",
         choices=("even", "burst"),
