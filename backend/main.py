@@ -39,7 +39,7 @@ from backend.logs import configure_logging
 from backend.ml.catalog import register_default_models
 from backend.ml.registry import ModelRegistry
 from backend.observability import install_metrics, instrument_pipeline
-from backend.process import configure_process, settle_heap
+from backend.process import configure_process, settle_heap, stop_watching_gc_pauses
 from backend.state import AppState
 from backend.storage import build_storage
 
@@ -185,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.extras["inference_threads"].shutdown()
             await state.registry.unload_all()
             await state.engine.dispose()
+            stop_watching_gc_pauses()
             logger.info("medsight stopped")
 
     docs = not settings.is_production

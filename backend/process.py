@@ -64,6 +64,12 @@ def watch_gc_pauses() -> None:
         gc.callbacks.append(_on_gc)
 
 
+def stop_watching_gc_pauses() -> None:
+    """At the app's shutdown: its log handlers may be gone before the process is."""
+    if _on_gc in gc.callbacks:
+        gc.callbacks.remove(_on_gc)
+
+
 def limit_blas_threads(threads: int) -> None:
     """Cap the BLAS pools already loaded in this process (numpy's OpenBLAS) at `threads`."""
     try:

@@ -1,13 +1,16 @@
-"""Process-wide settings: GIL switch interval and the BLAS thread cap."""
+"""Process-wide settings: GIL switch interval, the BLAS thread cap, slow-collection warnings."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import sys
 from collections.abc import Iterator
 
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from backend import process
 from backend.config import Settings
 from backend.process import configure_process
 
@@ -18,6 +21,7 @@ def restore_process() -> Iterator[None]:
     with threadpool_limits(limits=None):  # restores the BLAS pools' sizes on exit
         yield
     sys.setswitchinterval(interval)
+    process.stop_watching_gc_pauses()
 
 
 def _blas_threads() -> list[int]:
@@ -88,3 +92,21 @@ def test_trim_heap_returns_freed_memory() -> None:
     after = _rss_mb()
     assert len(kept) == 512
     assert after < before - 8, (before, after)
+
+
+def test_slow_collections_are_logged_until_the_app_stops(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(process, "_GC_SLOW_MS", 0.0)  # every collection counts as slow
+    process.watch_gc_pauses()
+    try:
+        with caplog.at_level(logging.WARNING, logger="backend.process"):
+            gc.collect()
+        slow = [r for r in caplog.records if r.getMessage() == "slow garbage collection"]
+        assert slow and slow[-1].generation == 2  # type: ignore[attr-defined]
+    finally:
+        process.stop_watching_gc_pauses()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="backend.process"):
+        gc.collect()
+    assert not caplog.records
