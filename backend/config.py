@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     # database (auth/audit_spool.py). Must be on a persistent local disk; default DATA_DIR/
     # audit-spool.
     audit_spool_dir: Path | None = None
+    # A verified access token or API key is trusted this long without a database check; a
+    # revocation on another replica takes effect here within it (auth/auth_cache.py). 0: check
+    # on every request.
+    auth_cache_ttl_s: float = Field(default=5.0, ge=0)
     # Threads of the BLAS library under numpy (OpenBLAS) in the service and workers; see
     # process.py. 0 leaves the library's default (one per core).
     blas_threads: int = Field(default=1, ge=0)

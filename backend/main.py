@@ -30,6 +30,7 @@ from backend.api.routers import health as health_router
 from backend.api.routers import reports as reports_router
 from backend.api.routers import transcribe as transcribe_router
 from backend.auth.audit_spool import AuditSpool
+from backend.auth.auth_cache import AuthCache
 from backend.config import REPO_ROOT, Settings, get_settings
 from backend.db.migrate import upgrade_database
 from backend.db.session import create_engine, create_sessionmaker
@@ -107,6 +108,7 @@ async def build_state(settings: Settings) -> AppState:
         jobs=jobs,
         audit=AuditSpool(settings.audit_spool_dir or settings.data_dir / "audit-spool", factory),
         results=ResultCache(revalidate_s=settings.result_cache_revalidate_s),
+        auth_cache=AuthCache(ttl_s=settings.auth_cache_ttl_s),
         extras={
             "batcher": batcher,
             "io_limiter": io_limiter,

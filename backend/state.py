@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.analysis.result_cache import ResultCache
 from backend.auth.audit_spool import AuditSpool
+from backend.auth.auth_cache import AuthCache
 from backend.config import Settings
 from backend.jobs.base import JobQueue
 from backend.jobs.store import JobStore
@@ -32,5 +33,6 @@ class AppState:
     jobs: JobStore
     started_at: float = field(default_factory=time.time)
     results: ResultCache = field(default_factory=ResultCache)
+    auth_cache: AuthCache = field(default_factory=lambda: AuthCache(ttl_s=0))
     audit: AuditSpool | None = None  # read events: on local disk, then chained (audit_spool.py)
     extras: dict[str, Any] = field(default_factory=dict)

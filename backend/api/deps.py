@@ -14,7 +14,14 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.analysis.service import Owner
-from backend.auth.caller import Caller, check_scope, owner_for, resolve_caller, unauthenticated
+from backend.auth.caller import (
+    Caller,
+    check_scope,
+    load_user,
+    owner_for,
+    resolve_caller,
+    unauthenticated,
+)
 from backend.config import Settings
 from backend.db.models import User
 from backend.state import AppState
@@ -62,7 +69,8 @@ async def get_caller(
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Caller:
     """The authenticated caller; invalid credentials are a 401 even where anonymous is allowed."""
-    caller = await resolve_caller(session, settings, bearer=bearer, api_key=api_key)
+    cache = request.app.state.medsight.auth_cache
+    caller = await resolve_caller(session, settings, bearer=bearer, api_key=api_key, cache=cache)
     request.state.caller = caller
     return caller
 
@@ -83,22 +91,20 @@ async def get_owner(request: Request, caller: CallerDep, settings: SettingsDep) 
 OwnerDep = Annotated[Owner, Depends(get_owner)]
 
 
-def get_current_user(caller: CallerDep) -> User:
-    """The signed-in user (bearer token or API key); 401 when anonymous."""
-    if caller.user is None:
-        raise unauthenticated()
-    return caller.user
+async def get_current_user(caller: CallerDep, session: SessionDep) -> User:
+    """The signed-in user (bearer token or API key), read now; 401 when anonymous."""
+    return await load_user(session, caller)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_token_user(caller: CallerDep) -> User:
+async def get_token_user(caller: CallerDep, session: SessionDep) -> User:
     """The signed-in user by bearer token; API keys are refused (they cannot manage the account)."""
-    if caller.user is None:
+    if caller.user_id is None:
         raise unauthenticated()
     check_scope(caller, None)
-    return caller.user
+    return await load_user(session, caller)
 
 
 TokenUser = Annotated[User, Depends(get_token_user)]
@@ -108,7 +114,7 @@ def require_scope(scope: str) -> Any:
     """Route dependency: `dependencies=[require_scope("reports")]` (tokens have every scope)."""
 
     def dependency(caller: CallerDep) -> None:
-        if caller.user is None:
+        if caller.user_id is None:
             raise unauthenticated()
         check_scope(caller, scope)
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.audit import record_audit
+from backend.auth.auth_cache import credentials_revoked
 from backend.auth.scopes import ALL_SCOPES
 from backend.db.base import new_id, utcnow
 from backend.db.models import ApiKey, User
@@ -29,7 +30,7 @@ class CreatedKey:
     secret: str  # the full key; returned to the client once and never stored
 
 
-def _digest(key: str) -> str:
+def key_digest(key: str) -> str:
     # The key carries 256 random bits, so a fast hash is enough (no salt or stretching needed).
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -67,7 +68,7 @@ async def create_key(
         user_id=user.id,
         name=name.strip(),
         prefix=prefix,
-        key_hash=_digest(secret),
+        key_hash=key_digest(secret),
         scopes=sorted(set(scopes)),
         created_at=utcnow(),
     )
@@ -100,6 +101,7 @@ async def revoke_key(
         raise NotFoundError(f"No API key {key_id}.", code="api_key_not_found")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        credentials_revoked(session)
         await session.flush()
         await record_audit(
             session,
@@ -126,7 +128,7 @@ async def authenticate_key(session: AsyncSession, key: str) -> tuple[User, ApiKe
     row = await session.scalar(select(ApiKey).where(ApiKey.prefix == parts[0]))
     if row is None or row.revoked_at is not None:
         raise invalid
-    if not hmac.compare_digest(row.key_hash, _digest(key.strip())):
+    if not hmac.compare_digest(row.key_hash, key_digest(key.strip())):
         raise invalid
     user = await session.get(User, row.user_id)
     if user is None or not user.is_active:

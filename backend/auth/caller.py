@@ -9,9 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.analysis.service import Owner
-from backend.auth.api_keys import authenticate_key
+from backend.auth.api_keys import authenticate_key, key_digest
+from backend.auth.auth_cache import AuthCache, Identity
 from backend.auth.scopes import required_scope
-from backend.auth.tokens import decode_token, invalid_token
+from backend.auth.tokens import TokenClaims, decode_token, invalid_token
 from backend.config import Settings
 from backend.db.models import RefreshToken, User
 from backend.errors import ForbiddenError, UnauthorizedError
@@ -19,9 +20,13 @@ from backend.errors import ForbiddenError, UnauthorizedError
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated user (None: anonymous) and how they authenticated."""
+    """The authenticated user's id (None: anonymous) and how they authenticated.
 
-    user: User | None
+    Only the id: most routes need nothing more, and a verified credential is cached without a
+    database read (auth_cache.py). Routes that need the account itself load it (`load_user`).
+    """
+
+    user_id: str | None
     via: Literal["token", "api_key", "anonymous"]
     scopes: frozenset[str] | None = None  # None: every scope (a user's own token)
     family_id: str | None = None  # refresh family behind an access token (for logout)
@@ -29,7 +34,7 @@ class Caller:
 
     @classmethod
     def anonymous(cls) -> Caller:
-        return cls(user=None, via="anonymous")
+        return cls(user_id=None, via="anonymous")
 
 
 def auth_required(settings: Settings) -> bool:
@@ -47,10 +52,8 @@ def unauthenticated() -> UnauthorizedError:
     )
 
 
-async def user_from_access_token(
-    session: AsyncSession, settings: Settings, token: str
-) -> tuple[User, str]:
-    claims = decode_token(settings, token, expected="access")
+async def verify_access(session: AsyncSession, claims: TokenClaims) -> User:
+    """The access token's user, if still active and its sign-in family is not revoked."""
     user = await session.get(User, claims.subject)
     if user is None or not user.is_active:
         raise invalid_token("The token's account no longer exists or is disabled.")
@@ -62,7 +65,7 @@ async def user_from_access_token(
     )
     if revoked is not None:
         raise invalid_token("This session was signed out.", "session_revoked")
-    return user, claims.family_id
+    return user
 
 
 async def resolve_caller(
@@ -71,30 +74,62 @@ async def resolve_caller(
     *,
     bearer: str | None,
     api_key: str | None,
+    cache: AuthCache | None = None,
 ) -> Caller:
-    """Credentials that are sent must be valid (401 otherwise); none sent: anonymous."""
+    """Credentials that are sent must be valid (401 otherwise); none sent: anonymous.
+
+    With a cache, a credential verified within its TTL is not checked against the database
+    again (the token's signature and expiry still are, on every request).
+    """
     if bearer and api_key:
         raise UnauthorizedError(
             "Send either a bearer token or an API key, not both.", code="ambiguous_credentials"
         )
     if api_key:
-        user, key = await authenticate_key(session, api_key)
-        return Caller(user=user, via="api_key", scopes=frozenset(key.scopes), api_key_id=key.id)
+        cache_key: tuple[str, ...] = ("api_key", key_digest(api_key.strip()))
+        identity = cache.get(cache_key) if cache is not None else None
+        if identity is None:
+            user, key = await authenticate_key(session, api_key)
+            identity = Identity(user.id, scopes=frozenset(key.scopes), api_key_id=key.id)
+            if cache is not None:
+                cache.put(cache_key, identity)
+        return Caller(
+            user_id=identity.user_id,
+            via="api_key",
+            scopes=identity.scopes,
+            api_key_id=identity.api_key_id,
+        )
     if bearer:
-        user, family = await user_from_access_token(session, settings, bearer)
-        return Caller(user=user, via="token", family_id=family)
+        claims = decode_token(settings, bearer, expected="access")
+        cache_key = ("token", claims.subject, claims.family_id)
+        identity = cache.get(cache_key) if cache is not None else None
+        if identity is None:
+            identity = Identity((await verify_access(session, claims)).id)
+            if cache is not None:
+                cache.put(cache_key, identity)
+        return Caller(user_id=identity.user_id, via="token", family_id=claims.family_id)
     return Caller.anonymous()
+
+
+async def load_user(session: AsyncSession, caller: Caller) -> User:
+    """The caller's account, read now (401 when anonymous, gone or disabled)."""
+    if caller.user_id is None:
+        raise unauthenticated()
+    user = await session.get(User, caller.user_id)
+    if user is None or not user.is_active:
+        raise invalid_token("The account no longer exists or is disabled.")
+    return user
 
 
 def owner_for(caller: Caller, settings: Settings, *, method: str, route_path: str) -> Owner:
     """The owner whose resources this request may touch; 401/403 when it may touch none."""
-    if caller.user is None:
+    if caller.user_id is None:
         if auth_required(settings):
             raise unauthenticated()
         return Owner.anonymous()
     if caller.scopes is not None:
         check_scope(caller, required_scope(method, route_path))
-    return Owner(user_id=caller.user.id, key=caller.user.id)
+    return Owner(user_id=caller.user_id, key=caller.user_id)
 
 
 def check_scope(caller: Caller, scope: str | None) -> None:

@@ -52,8 +52,8 @@ def _limit_for(settings: Settings, name: str) -> RateLimitItem:
 
 
 def caller_key(request: Request, caller: Caller) -> str:
-    if caller.user is not None:
-        return "user:" + caller.user.id
+    if caller.user_id is not None:
+        return "user:" + caller.user_id
     settings: Settings = request.app.state.medsight.settings
     return "ip:" + client_ip(request, settings.trusted_proxies)
 

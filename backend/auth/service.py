@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import lockout, passwords
 from backend.auth.audit import record_audit
+from backend.auth.auth_cache import credentials_revoked
 from backend.auth.tokens import decode_token, encode_token, invalid_token
 from backend.config import Settings
 from backend.db.base import new_id, utcnow
@@ -146,6 +147,7 @@ async def issue_pair(
 
 
 async def revoke_family(session: AsyncSession, family_id: str) -> None:
+    credentials_revoked(session)
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.audit import record_audit
+from backend.auth.auth_cache import credentials_revoked
 from backend.db.models import Analysis, ApiKey, ChatMessage, Job, OAuthCode, RefreshToken, User
 from backend.storage import ObjectStorage
 
@@ -89,6 +90,7 @@ async def erase_user(
     session: AsyncSession, storage: ObjectStorage, user: User, *, client_ip: str
 ) -> int:
     """Delete the user's uploads, results, chats, keys and tokens, then the user (flushed)."""
+    credentials_revoked(session)
     analyses = (
         await session.execute(select(Analysis.id, Analysis.image_key).where(_mine(user)))
     ).all()

@@ -1,0 +1,107 @@
+"""Verified credentials are cached per process: revocations here act at once, elsewhere in a TTL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import event, update
+
+from backend.auth.auth_cache import AuthCache, Identity, credentials_revoked
+from backend.db.base import utcnow
+from backend.db.models import ApiKey, RefreshToken
+from backend.db.session import transaction
+from tests.integration.test_foundation import assert_problem
+from tests.security.conftest import client_for, fresh_peer, register_and_login
+
+ME = "/api/v1/users/me/sessions"  # any route that needs a signed-in owner
+
+
+async def test_a_revocation_in_this_process_acts_at_once(app_with: Any) -> None:
+    async with app_with(auth_required=True, auth_cache_ttl_s=60) as app:
+        async with client_for(app, fresh_peer()) as client:
+            alice = await register_and_login(client)
+            assert (await client.get(ME, headers=alice["headers"])).status_code == 200  # cached
+            created = await client.post(
+                "/api/v1/users/me/api-keys",
+                headers=alice["headers"],
+                json={"scopes": ["analyze:read"]},
+            )
+            key = {"X-API-Key": created.json()["key"]}
+            assert (await client.get(ME, headers=key)).status_code == 200  # cached too
+            r = await client.delete(
+                f"/api/v1/users/me/api-keys/{created.json()['id']}", headers=alice["headers"]
+            )
+            assert r.status_code == 200
+            assert_problem(await client.get(ME, headers=key), 401)
+            assert (await client.post("/api/v1/auth/logout", headers=alice["headers"])).is_success
+            assert_problem(await client.get(ME, headers=alice["headers"]), 401)
+            bob = await register_and_login(client)
+            assert (await client.get(ME, headers=bob["headers"])).status_code == 200
+            assert (await client.delete("/api/v1/users/me", headers=bob["headers"])).is_success
+            assert_problem(await client.get(ME, headers=bob["headers"]), 401)
+
+
+async def test_another_replicas_revocation_acts_within_the_ttl(app_with: Any) -> None:
+    async with app_with(auth_required=True, auth_cache_ttl_s=0.5) as app:
+        state = app.state.medsight
+        async with client_for(app, fresh_peer()) as client:
+            alice = await register_and_login(client)
+            created = await client.post(
+                "/api/v1/users/me/api-keys",
+                headers=alice["headers"],
+                json={"scopes": ["analyze:read"]},
+            )
+            key = {"X-API-Key": created.json()["key"]}
+            for headers in (alice["headers"], key):
+                assert (await client.get(ME, headers=headers)).status_code == 200
+            # Another replica signs Alice out and revokes the key: straight in the database,
+            # this process is not told.
+            async with transaction(state.sessionmaker) as session:
+                await session.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.user_id == alice["id"])
+                    .values(revoked_at=utcnow())
+                )
+                await session.execute(
+                    update(ApiKey).where(ApiKey.user_id == alice["id"]).values(revoked_at=utcnow())
+                )
+            await asyncio.sleep(0.6)
+            for headers in (alice["headers"], key):
+                assert_problem(await client.get(ME, headers=headers), 401)
+
+
+async def test_a_cached_credential_costs_no_query(app_with: Any) -> None:
+    async with app_with(auth_required=True, auth_cache_ttl_s=60) as app:
+        state = app.state.medsight
+        async with client_for(app, fresh_peer()) as client:
+            alice = await register_and_login(client)
+            await client.get("/api/v1/health/ready", headers=alice["headers"])
+            statements: list[str] = []
+
+            def seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+                statements.append(statement)
+
+            event.listen(state.engine.sync_engine, "before_cursor_execute", seen)
+            try:
+                for _ in range(3):
+                    r = await client.get("/api/v1/analyze/status/none", headers=alice["headers"])
+                    assert_problem(r, 404)
+            finally:
+                event.remove(state.engine.sync_engine, "before_cursor_execute", seen)
+            auth_reads = [s for s in statements if "refresh_tokens" in s or "FROM users" in s]
+            assert statements and not auth_reads  # the status lookup ran, no credential check
+
+
+async def test_a_revoking_transaction_drops_entries_again_at_commit(app_with: Any) -> None:
+    """An entry re-verified while the revocation is not yet committed does not outlive it."""
+    async with app_with() as app:
+        cache = AuthCache(ttl_s=60)
+        key = ("token", "u1", "f1")
+        cache.put(key, Identity("u1"))
+        async with transaction(app.state.medsight.sessionmaker) as session:
+            credentials_revoked(session)
+            assert cache.get(key) is None
+            cache.put(key, Identity("u1"))  # another request, reading the old state
+            assert cache.get(key) is not None
+        assert cache.get(key) is None
