@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import event
@@ -52,6 +53,16 @@ class AuthCache:
         if generation != _generation or time.monotonic() >= expires:
             del self._entries[key]
             return None
+        return identity
+
+    async def get_or_verify(
+        self, key: tuple[str, ...], verify: Callable[[], Awaitable[Identity]]
+    ) -> Identity:
+        """The cached identity, or verify() now (its 401 propagates) and remember the result."""
+        identity = self.get(key)
+        if identity is None:
+            identity = await verify()
+            self.put(key, identity)
         return identity
 
     def put(self, key: tuple[str, ...], identity: Identity) -> None:

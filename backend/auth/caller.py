@@ -85,14 +85,14 @@ async def resolve_caller(
         raise UnauthorizedError(
             "Send either a bearer token or an API key, not both.", code="ambiguous_credentials"
         )
+    cache = cache or AuthCache(ttl_s=0)
     if api_key:
-        cache_key: tuple[str, ...] = ("api_key", key_digest(api_key.strip()))
-        identity = cache.get(cache_key) if cache is not None else None
-        if identity is None:
+
+        async def verify_key() -> Identity:
             user, key = await authenticate_key(session, api_key)
-            identity = Identity(user.id, scopes=frozenset(key.scopes), api_key_id=key.id)
-            if cache is not None:
-                cache.put(cache_key, identity)
+            return Identity(user.id, scopes=frozenset(key.scopes), api_key_id=key.id)
+
+        identity = await cache.get_or_verify(("api_key", key_digest(api_key.strip())), verify_key)
         return Caller(
             user_id=identity.user_id,
             via="api_key",
@@ -101,12 +101,12 @@ async def resolve_caller(
         )
     if bearer:
         claims = decode_token(settings, bearer, expected="access")
-        cache_key = ("token", claims.subject, claims.family_id)
-        identity = cache.get(cache_key) if cache is not None else None
-        if identity is None:
-            identity = Identity((await verify_access(session, claims)).id)
-            if cache is not None:
-                cache.put(cache_key, identity)
+
+        async def verify_token() -> Identity:
+            return Identity((await verify_access(session, claims)).id)
+
+        key = ("token", claims.subject, claims.family_id)
+        identity = await cache.get_or_verify(key, verify_token)
         return Caller(user_id=identity.user_id, via="token", family_id=claims.family_id)
     return Caller.anonymous()
 
