@@ -1,14 +1,19 @@
-"""Durability: kill -9 the server while 20 analyses run; after a restart all of them finish."""
+"""Durability: kill -9 the server mid-run; after a restart nothing accepted or answered is lost."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
+from backend.auth.audit import record_audit, verify_chain
+from backend.db.models import AuditEvent
+from backend.db.session import create_engine, create_sessionmaker
 from tests.conftest import PG_URL, fixture_images
 from tests.e2e.server import Server, free_port, make_env
 
@@ -74,3 +79,47 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
             assert all(hashlib.sha256(p.read_bytes()).hexdigest() in known for p in uploads)
     finally:
         server.stop()
+
+
+async def test_reads_answered_before_a_kill_9_stay_audited(tmp_path: Path) -> None:
+    """Result reads answered while the chain was busy, then kill -9: the restart chains them."""
+    env = make_env(tmp_path, PG_URL)
+    database_url = env["DATABASE_URL"]
+    port = free_port()
+    server = Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=tmp_path, env=env)
+    server.start()
+    engine = create_engine(database_url)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            image = fixture_images()[0]
+            accepted = (
+                await client.post(
+                    "/api/v1/analyze", files={"image": (image.name, image.read_bytes())}
+                )
+            ).json()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                status = await client.get(f"/api/v1/analyze/status/{accepted['task_id']}")
+                if status.json()["status"] in {"complete", "partial", "failed"}:
+                    break
+                await asyncio.sleep(0.1)
+            # Hold the chain's append lock, so the server can spool but not chain.
+            async with create_sessionmaker(engine)() as holder:
+                await record_audit(holder, actor_id=None, action="test.lock_holder")
+                for _ in range(5):
+                    r = await client.get(f"/api/v1/analyze/result/{accepted['session_id']}")
+                    assert r.status_code == 200
+                server.kill()
+                await holder.rollback()
+        async with create_sessionmaker(engine)() as session:
+            reads = select(func.count()).where(
+                AuditEvent.action == "result.read", AuditEvent.resource_id == accepted["session_id"]
+            )
+            assert await session.scalar(reads) == 0  # nothing reached the chain before the kill
+            server.start()  # recovery chains the dead process's spool at start-up
+            await session.rollback()
+            assert await session.scalar(reads) == 5
+            assert (await verify_chain(session))["ok"] is True
+    finally:
+        server.stop()
+        await engine.dispose()
