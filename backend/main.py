@@ -90,6 +90,7 @@ async def build_state(settings: Settings) -> AppState:
         default_stages(deps), code_version=code_version(), sessionmaker=factory, storage=storage
     )
     jobs = JobStore(factory)
+    assert settings.audit_spool_dir is not None  # noqa: S101 - filled by the settings validator
     queue: Any
     if settings.queue_backend == "celery":
         from backend.jobs.celery_queue import CeleryQueue
@@ -106,7 +107,7 @@ async def build_state(settings: Settings) -> AppState:
         pipeline=pipeline,
         queue=queue,
         jobs=jobs,
-        audit=AuditSpool(settings.audit_spool_dir or settings.data_dir / "audit-spool", factory),
+        audit=AuditSpool(settings.audit_spool_dir, factory),
         results=ResultCache(revalidate_s=settings.result_cache_revalidate_s),
         auth_cache=AuthCache(ttl_s=settings.auth_cache_ttl_s),
         extras={

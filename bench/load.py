@@ -132,6 +132,14 @@ class Probe:
         self.cpu_end = self.cpu_now()
 
 
+def by_window(series: list[tuple[float, float]], seconds: int = 5) -> dict[int, list[float]]:
+    """(seconds since the clock started, value) pairs grouped by window index."""
+    windows: dict[int, list[float]] = defaultdict(list)
+    for at, value in series:
+        windows[int(at // seconds)].append(value)
+    return windows
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -275,7 +283,7 @@ async def seed(
 
 async def make_accounts(client: httpx.AsyncClient, auth: str, n: int) -> list[Account]:
     """none: one anonymous account; token: n registered users with bearer tokens; api-key:
-    the same users with API keys (every request then authenticates against the database)."""
+    the same users with API keys."""
     if auth == "none":
         return [Account(headers={})]
     accounts = []
@@ -416,15 +424,9 @@ async def run(
     report["total"] = {"count": total, "errors": total_errors, "rps": round(total / elapsed, 1)}
     # GET result latency per 5 s window: shows whether a tail is spread or comes in bursts
     # (the analyses all arrive in the first seconds, until --max-analyze is used up).
-    windows: dict[int, list[float]] = defaultdict(list)
-    for at, ms in stats.result_times:
-        windows[int(at // 5)].append(ms)
-    lags: dict[int, list[float]] = defaultdict(list)
-    for at, ms in probe.lag:
-        lags[int(at // 5)].append(ms)
-    busy: dict[int, list[float]] = defaultdict(list)
-    for at, fraction in probe.busy:
-        busy[int(at // 5)].append(fraction)
+    windows, lags, busy = (
+        by_window(series) for series in (stats.result_times, probe.lag, probe.busy)
+    )
     report["result_timeline"] = [
         {
             "from_s": 5 * w,

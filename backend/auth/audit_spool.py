@@ -74,7 +74,7 @@ class AuditSpool:
         self.path: Path | None = None
         self._fd: int | None = None
         self._to_sync: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._synced = asyncio.Event()  # wakes the sync task
+        self._sync_wake = asyncio.Event()
         self._pending: list[dict[str, Any]] = []  # on disk, not yet in the chain
         self._drain_wake = asyncio.Event()
         self._drained = asyncio.Condition()
@@ -157,14 +157,14 @@ class AuditSpool:
         }
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._to_sync.append((record, done))
-        self._synced.set()
+        self._sync_wake.set()
         await done
 
     async def _sync_loop(self) -> None:
         """Group commit to the file: one write + fdatasync for everything queued meanwhile."""
         while True:
-            await self._synced.wait()
-            self._synced.clear()
+            await self._sync_wake.wait()
+            self._sync_wake.clear()
             batch, self._to_sync = self._to_sync, []
             if not batch:
                 continue

@@ -61,14 +61,20 @@ class AuthCache:
         """The cached identity, or verify() now (its 401 propagates) and remember the result."""
         identity = self.get(key)
         if identity is None:
+            # A revocation committed while verify() reads the database must still win: the
+            # entry is stamped with the generation from before the read.
+            generation = _generation
             identity = await verify()
-            self.put(key, identity)
+            self.put(key, identity, generation=generation)
         return identity
 
-    def put(self, key: tuple[str, ...], identity: Identity) -> None:
+    def put(
+        self, key: tuple[str, ...], identity: Identity, *, generation: int | None = None
+    ) -> None:
         if self.ttl_s <= 0:
             return
-        self._entries[key] = (identity, time.monotonic() + self.ttl_s, _generation)
+        stamp = _generation if generation is None else generation
+        self._entries[key] = (identity, time.monotonic() + self.ttl_s, stamp)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

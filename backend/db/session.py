@@ -42,7 +42,8 @@ def create_engine(url: str, *, echo: bool = False, ping_idle_s: float = PING_IDL
     """Create the async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     url = normalise_database_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
-    if is_sqlite(url):
+    sqlite = is_sqlite(url)
+    if sqlite:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -54,18 +55,18 @@ def create_engine(url: str, *, echo: bool = False, ping_idle_s: float = PING_IDL
     else:
         kwargs.update(pool_size=10, max_overflow=20)
     engine = create_async_engine(url, **kwargs)
-    if not is_sqlite(url):
+    if not sqlite:
         _ping_when_idle(engine, ping_idle_s)
-    if is_sqlite(url):
+        return engine
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
     return engine
 

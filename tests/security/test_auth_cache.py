@@ -105,3 +105,20 @@ async def test_a_revoking_transaction_drops_entries_again_at_commit(app_with: An
             cache.put(key, Identity("u1"))  # another request, reading the old state
             assert cache.get(key) is not None
         assert cache.get(key) is None
+
+
+async def test_a_revocation_committed_during_verification_is_not_cached_over(
+    app_with: Any,
+) -> None:
+    """verify() read 'not revoked'; the revocation commits before its answer is stored."""
+    async with app_with() as app:
+        cache = AuthCache(ttl_s=60)
+        key = ("token", "u2", "f2")
+
+        async def verify_while_revoked() -> Identity:
+            async with transaction(app.state.medsight.sessionmaker) as session:
+                credentials_revoked(session)
+            return Identity("u2")
+
+        assert await cache.get_or_verify(key, verify_while_revoked) == Identity("u2")
+        assert cache.get(key) is None
