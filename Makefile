@@ -36,6 +36,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy backend
+	$(BIN)/lint-imports
 
 format: install-dev
 	$(BIN)/ruff format .

@@ -7,9 +7,12 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from backend.contract import AnalysisResult
 
 app = typer.Typer(
     help="MedSight chest X-ray triage backend (decision support, not diagnosis).",
@@ -102,33 +105,33 @@ def analyze(
     patient_ref: Annotated[str | None, typer.Option(help="Patient reference")] = None,
 ) -> None:
     """Run the full pipeline on one image in this process and print the result JSON."""
-    result, png = asyncio.run(_analyze_once(image.read_bytes(), symptoms, patient_ref))
-    if heatmap is not None and png is not None:
+    result, jpeg = asyncio.run(_analyze_once(image.read_bytes(), symptoms, patient_ref))
+    if heatmap is not None and jpeg is not None:
         from backend.ml.vision import to_png
 
-        heatmap.write_bytes(to_png(png) if heatmap.suffix.lower() == ".png" else png)
-    if result.get("vision"):
-        result["vision"]["heatmap_base64"] = (
-            f"<{len(png or b'')} bytes JPEG{'; written to ' + str(heatmap) if heatmap else ''}>"
-        )
-    _echo_json(result)
-    if result["overall_status"] == "FAILED":
+        heatmap.write_bytes(to_png(jpeg) if heatmap.suffix.lower() == ".png" else jpeg)
+    data = result.model_dump(mode="json")
+    if data["vision"]:
+        where = f"; written to {heatmap}" if heatmap else ""
+        data["vision"]["heatmap_base64"] = f"<{len(jpeg or b'')} bytes JPEG{where}>"
+    _echo_json(data)
+    if result.overall_status == "FAILED":
         raise typer.Exit(1)
 
 
 async def _analyze_once(
     data: bytes, symptoms: str | None, patient_ref: str | None
-) -> tuple[dict[str, Any], bytes | None]:
+) -> tuple[AnalysisResult, bytes | None]:
     from backend.analysis.batching import MicroBatcher
     from backend.analysis.context import PipelineInput
-    from backend.analysis.pipeline import Pipeline, json_safe
+    from backend.analysis.pipeline import Pipeline
+    from backend.analysis.runtime import code_version
     from backend.analysis.service import image_limits
     from backend.analysis.stages import StageDeps, default_stages
     from backend.analysis.threads import InferenceThreads
     from backend.config import get_settings
     from backend.db.base import new_id
     from backend.imaging import ImageRejected, decode_image
-    from backend.main import code_version
     from backend.ml.catalog import register_default_models
     from backend.ml.registry import ModelRegistry
 
@@ -154,8 +157,7 @@ async def _analyze_once(
             patient_ref=patient_ref,
         )
     )
-    result = json_safe(pipeline.build_result(ctx))
-    return result, ctx.heatmap_png
+    return pipeline.build_result(ctx), ctx.heatmap_jpeg
 
 
 # --- training, evaluation, calibration -------------------------------------------------------
@@ -297,7 +299,7 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit chain; exits 1 if any row was edited or removed."""
-    from backend.auth.audit import verify_audit_chain
+    from backend.audit.service import verify_audit_chain
     from backend.config import get_settings
 
     report = verify_audit_chain(get_settings().database_url)
@@ -314,11 +316,26 @@ def worker(
     metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on this port")] = None,
 ) -> None:
     """Run a Celery worker (QUEUE_BACKEND=celery, REDIS_URL) that loads its models once."""
-    from backend.jobs.worker import run_worker
+    from backend.analysis.worker import run_worker
 
     raise typer.Exit(
         run_worker(concurrency=concurrency, pool=pool, hostname=hostname, metrics_port=metrics_port)
     )
+
+
+@app.command()
+def openapi(
+    out: Annotated[Path | None, typer.Option(help="Write here instead of printing")] = None,
+) -> None:
+    """Print (or write) the API's OpenAPI document, as committed in `openapi.json`."""
+    from backend.api.app import create_app
+    from backend.api.openapi import render
+
+    text = render(create_app().openapi())
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
 
 
 def main() -> None:

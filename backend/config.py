@@ -52,7 +52,6 @@ class Settings(BaseSettings):
 
     # --- service -------------------------------------------------------------------------
     environment: Environment = Environment.DEVELOPMENT
-    app_name: str = "MedSight"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, validation_alias="PORT")
     log_level: str = "INFO"
@@ -124,7 +123,9 @@ class Settings(BaseSettings):
     # default: concurrent jobs already fill the cores, and a second thread cost ≈ 5 ms more CPU
     # per image for ≈ 6 ms less latency (bench machine, 2 cores).
     vision_threads: int = Field(default=1, ge=0)
-    vision_batch_max: int = 8
+    # Micro-batching of concurrent vision calls (1: off). Measured equal or slower on CPU, so off
+    # by default; a GPU may gain from batches of 4-8.
+    vision_batch_max: int = Field(default=1, ge=1)
     vision_batch_wait_ms: float = 5.0
     nlp_model_dir: Path | None = None
     # How the NER tagger and the ranking embedder run: "auto" = int8 ONNX Runtime on CPU.

@@ -67,12 +67,6 @@ class PayloadTooLargeError(AppError):
     title = "Payload Too Large"
 
 
-class UnsupportedMediaTypeError(AppError):
-    status_code = 415
-    code = "unsupported_media_type"
-    title = "Unsupported Media Type"
-
-
 class UnprocessableError(AppError):
     status_code = 422
     code = "unprocessable"

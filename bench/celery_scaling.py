@@ -1,7 +1,7 @@
 """Analyze throughput with 1 and then 2 Celery workers against the same API, in one run.
 
 Starts `medsight serve` (QUEUE_BACKEND=celery) and worker processes (`python -m
-backend.jobs.worker`, INFERENCE_THREADS=1, OMP_NUM_THREADS=1, models preloaded), warms each
+backend.analysis.worker`, INFERENCE_THREADS=1, OMP_NUM_THREADS=1, models preloaded), warms each
 phase up, queues N analyses while the workers are paused (SIGSTOP), resumes them and measures
 completions per second until the last one is done. Uses its own Redis database (default 13)
 and flushes only that one.
@@ -43,7 +43,7 @@ class Worker:
         self.log = log
         with open(log, "wb") as handle:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "backend.jobs.worker", "--hostname", f"{name}@bench"],
+                [sys.executable, "-m", "backend.analysis.worker", "--hostname", f"{name}@bench"],
                 cwd=REPO,
                 env=env,
                 stdout=handle,

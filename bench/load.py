@@ -515,7 +515,7 @@ def served(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, int]]]:
                 with open(data_dir / f"worker{index}.log", "wb") as log:
                     workers.append(
                         subprocess.Popen(
-                            [sys.executable, "-m", "backend.jobs.worker"],
+                            [sys.executable, "-m", "backend.analysis.worker"],
                             cwd=REPO,
                             env={**env, "PRELOAD_MODELS": "true", "LOG_LEVEL": "INFO"},
                             stdout=log,
@@ -592,7 +592,7 @@ def main() -> int:
         "--celery-workers",
         type=int,
         default=0,
-        help="With --serve: QUEUE_BACKEND=celery and this many `python -m backend.jobs.worker`",
+        help="With --serve: QUEUE_BACKEND=celery and this many `python -m backend.analysis.worker`",
     )
     parser.add_argument(
         "--worker-nice",

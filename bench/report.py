@@ -9,7 +9,6 @@ at the pipeline's largest panel size (512 px a side).
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import statistics
 import time
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backend.contract import load_result
 from backend.reports.fhir import build_fhir_bundle
 from backend.reports.pdf import render_pdf
 from tests.unit.reports.sample import XRAY, make_result, three_panels
@@ -46,11 +46,12 @@ def main() -> None:
         parser.error("use at least 20 runs")
 
     raw, panels = three_panels(args.xray)
-    result = make_result(panels, hashlib.sha256(raw).hexdigest())
+    result = load_result(make_result(panels, hashlib.sha256(raw).hexdigest()))
     _, big_panels = three_panels(args.xray, side=512)  # the pipeline's HEATMAP_MAX_SIDE
-    big = make_result(big_panels, hashlib.sha256(raw).hexdigest())
-    text_only = copy.deepcopy(result)
-    text_only["vision"]["heatmap_base64"] = ""  # same report without the image panels
+    big = load_result(make_result(big_panels, hashlib.sha256(raw).hexdigest()))
+    stored = make_result(panels, hashlib.sha256(raw).hexdigest())
+    stored["vision"]["heatmap_base64"] = None  # same report without the image panels
+    text_only = load_result(stored)
 
     start = time.perf_counter()
     pdf = render_pdf(result, original_png=raw)

@@ -13,9 +13,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from backend.accounts.auth_cache import AuthCache
+from backend.analysis.result_cache import ResultCache
+from backend.analysis.runtime import AnalysisRuntime
+from backend.audit.spool import AuditSpool
 from backend.config import Settings
 from backend.db.migrate import upgrade_database
-from backend.db.session import create_engine
+from backend.db.session import Database, create_engine
 from backend.main import create_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,3 +94,66 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+class AppParts:
+    """The parts of a running app that tests reach into, by name (the app holds them by type)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.state = app.state.medsight
+
+    @property
+    def settings(self) -> Settings:
+        return self.state.get(Settings)
+
+    @property
+    def database(self) -> Database:
+        return self.state.get(Database)
+
+    @property
+    def sessionmaker(self) -> Any:
+        return self.database.sessionmaker
+
+    @property
+    def engine(self) -> Any:
+        return self.database.engine
+
+    @property
+    def runtime(self) -> AnalysisRuntime:
+        return self.state.get(AnalysisRuntime)
+
+    @property
+    def storage(self) -> Any:
+        return self.runtime.storage
+
+    @property
+    def queue(self) -> Any:
+        return self.runtime.queue
+
+    @property
+    def jobs(self) -> Any:
+        return self.runtime.jobs
+
+    @property
+    def pipeline(self) -> Any:
+        return self.runtime.pipeline
+
+    @property
+    def registry(self) -> Any:
+        return self.runtime.registry
+
+    @property
+    def results(self) -> ResultCache:
+        return self.state.get(ResultCache)
+
+    @property
+    def audit(self) -> AuditSpool:
+        return self.state.get(AuditSpool)
+
+    @property
+    def auth_cache(self) -> AuthCache:
+        return self.state.get(AuthCache)
+
+
+def parts(app: FastAPI) -> AppParts:
+    return AppParts(app)

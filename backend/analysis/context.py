@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+from backend.contract import (
+    FusionFindings,
+    ModelInfo,
+    NlpFindings,
+    OverallStatus,
+    StageOutcome,
+    VisionFindings,
+)
 from backend.imaging import DecodedImage
+
+if TYPE_CHECKING:
+    from backend.ml.nlp.types import NLPResult
 
 
 @dataclass(frozen=True)
@@ -19,20 +30,23 @@ class PipelineInput:
 
 @dataclass
 class PipelineContext:
+    """Each stage's typed output; the contract parts are what the result is assembled from."""
+
     input: PipelineInput
     image: DecodedImage | None = None
-    vision: Any = None  # backend.ml.vision.VisionResult
-    vision_model: Any = None
-    heatmap_png: bytes | None = None
-    nlp: Any = None  # backend.ml.nlp.NLPResult
-    nlp_model: Any = None
-    fusion: Any = None  # backend.ml.fusion.FusionResult
+    vision: VisionFindings | None = None
+    heatmap_jpeg: bytes | None = None
+    nlp: NlpFindings | None = None
+    nlp_raw: NLPResult | None = None  # what fusion reads (entity assertions, ranking)
+    fusion: FusionFindings | None = None
     report_text: str | None = None
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+    calibration: dict[str, object] | None = None
     device_memory: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    stage_status: dict[str, str] = field(default_factory=dict)  # ok | failed | skipped
-    overall_status: str | None = None
+    stage_status: dict[str, StageOutcome] = field(default_factory=dict)
+    overall_status: OverallStatus | None = None
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:

@@ -9,42 +9,42 @@ from typing import TYPE_CHECKING
 import anyio
 from sqlalchemy import delete, select
 
+from backend.contract import FINAL_STATUSES
 from backend.db.base import utcnow
 from backend.db.models import Analysis
 from backend.db.session import transaction
 
 if TYPE_CHECKING:
-    from backend.state import AppState
+    from backend.analysis.result_cache import ResultCache
+    from backend.analysis.runtime import AnalysisRuntime
 
 logger = logging.getLogger(__name__)
 
-_FINAL = ("complete", "partial", "failed", "cancelled")
 
-
-async def requeue_stale(state: AppState) -> int:
-    recover = getattr(state.queue, "recover_stale", None)
+async def requeue_stale(runtime: AnalysisRuntime) -> int:
+    recover = getattr(runtime.queue, "recover_stale", None)
     if recover is None:
         return 0
     count: int = await recover()
     return count
 
 
-async def purge_expired(state: AppState) -> int:
+async def purge_expired(runtime: AnalysisRuntime, results: ResultCache) -> int:
     """Delete finished analyses (and their uploads) older than RETENTION_DAYS."""
-    cutoff = utcnow() - timedelta(days=state.settings.retention_days)
-    async with transaction(state.sessionmaker) as session:
+    cutoff = utcnow() - timedelta(days=runtime.settings.retention_days)
+    async with transaction(runtime.database.sessionmaker) as session:
         rows = (
             await session.execute(
                 select(Analysis.id, Analysis.image_key).where(
-                    Analysis.created_at < cutoff, Analysis.status.in_(_FINAL)
+                    Analysis.created_at < cutoff, Analysis.status.in_(FINAL_STATUSES)
                 )
             )
         ).all()
         for _, key in rows:
-            await anyio.to_thread.run_sync(state.storage.delete, key)
+            await anyio.to_thread.run_sync(runtime.storage.delete, key)
         if rows:
             await session.execute(delete(Analysis).where(Analysis.id.in_([r[0] for r in rows])))
     if rows:
-        state.results.discard({str(r[0]) for r in rows})
+        results.discard({str(r[0]) for r in rows})
         logger.info("purged expired analyses", extra={"count": len(rows)})
     return len(rows)

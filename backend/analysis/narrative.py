@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from backend import DISCLAIMER
 from backend.analysis.context import PipelineContext
+from backend.contract import DISCLAIMER, NlpFindings, RiskLevel
 
 _RISK_TEXT = {
-    "LOW": "within the range the model saw in normal chest X-rays",
-    "MODERATE": "somewhat outside the normal range; review is advised",
-    "HIGH": "well outside the normal range; prompt review by a radiologist is advised",
+    RiskLevel.LOW: "within the range the model saw in normal chest X-rays",
+    RiskLevel.MEDIUM: "somewhat outside the normal range; review is advised",
+    RiskLevel.HIGH: "well outside the normal range; prompt review by a radiologist is advised",
 }
 
 _NEXT_STEPS = {
-    "HIGH": "Prioritise this study for radiologist review and correlate with the clinical picture.",
-    "MODERATE": "Have the study reviewed and correlate with symptoms and examination.",
-    "LOW": "No image finding was flagged; clinical judgement still applies if symptoms persist.",
+    RiskLevel.HIGH: "Prioritise this study for radiologist review and correlate with the "
+    "clinical picture.",
+    RiskLevel.MEDIUM: "Have the study reviewed and correlate with symptoms and examination.",
+    RiskLevel.LOW: "No image finding was flagged; clinical judgement still applies if symptoms "
+    "persist.",
 }
 
 
@@ -25,18 +25,16 @@ def build_narrative(ctx: PipelineContext) -> str:
     parts: list[str] = []
     vision = ctx.vision
     if vision is not None:
-        risk = str(vision.risk_level)
+        risk = vision.risk_level
         parts.append(
             f"Image: anomaly score {vision.anomaly_score:.1f}/100 "
-            f"(decision threshold {vision.threshold:.1f}); risk {risk}, "
-            f"{_RISK_TEXT.get(risk, 'see the score')}."
+            f"(decision threshold {vision.threshold:.1f}); risk {risk}, {_RISK_TEXT[risk]}."
         )
-        regions = list(getattr(vision, "top_regions", []) or [])
-        if regions:
+        if vision.top_regions:
+            top = vision.top_regions[0]
             parts.append(
-                f"The heatmap highlights {len(regions)} region(s); the strongest is at "
-                f"x={regions[0]['x']:.0f}, y={regions[0]['y']:.0f} "
-                f"({regions[0]['width']:.0f}x{regions[0]['height']:.0f} px)."
+                f"The heatmap highlights {len(vision.top_regions)} region(s); the strongest is "
+                f"at x={top.x:.0f}, y={top.y:.0f} ({top.width:.0f}x{top.height:.0f} px)."
             )
     else:
         parts.append("Image: no anomaly score is available for this study.")
@@ -49,13 +47,12 @@ def build_narrative(ctx: PipelineContext) -> str:
         if absent:
             parts.append("Denied: " + ", ".join(absent) + ".")
         if nlp.primary_diagnosis:
-            top = ", ".join(
-                f"{d['condition']} ({d['confidence']:.0%})" for d in nlp.differential[:3]
-            )
-            parts.append(f"Text-based differential (not a diagnosis): {top}.")
+            top3 = ", ".join(f"{d.disease} ({d.confidence:.0%})" for d in nlp.differential[:3])
+            parts.append(f"Text-based differential (not a diagnosis): {top3}.")
     elif ctx.input.symptoms:
         parts.append("Symptoms: the text could not be analysed.")
     fusion = ctx.fusion
+    final_risk: RiskLevel | None = None
     if fusion is not None:
         parts.append(
             f"Image and symptoms agreement: {fusion.alignment} "
@@ -63,10 +60,10 @@ def build_narrative(ctx: PipelineContext) -> str:
         )
         if fusion.disagreement:
             parts.append("The image and the symptoms point in different directions: review both.")
-        final_risk = str(fusion.final_risk)
-    else:
-        final_risk = str(vision.risk_level) if vision is not None else ""
-    if final_risk in _NEXT_STEPS:
+        final_risk = fusion.final_risk
+    elif vision is not None:
+        final_risk = vision.risk_level
+    if final_risk is not None:
         parts.append("Next step: " + _NEXT_STEPS[final_risk])
     if ctx.warnings:
         parts.append("Notes: " + "; ".join(ctx.warnings) + ".")
@@ -74,11 +71,10 @@ def build_narrative(ctx: PipelineContext) -> str:
     return " ".join(parts)
 
 
-def _entity_texts(nlp: Any, *, negated: bool) -> list[str]:
+def _entity_texts(nlp: NlpFindings, *, negated: bool) -> list[str]:
     seen: list[str] = []
-    for group in ("symptoms", "diseases"):
-        for entity in nlp.entities.get(group, []):
-            text = entity.text.lower()
-            if bool(entity.negated) == negated and text not in seen:
-                seen.append(text)
+    for entity in [*nlp.entities.symptoms, *nlp.entities.diseases]:
+        text = entity.text.lower()
+        if entity.negated == negated and text not in seen:
+            seen.append(text)
     return seen[:10]

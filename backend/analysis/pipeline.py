@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import time
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -16,10 +14,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backend.analysis.context import PipelineContext, PipelineInput
 from backend.analysis.stages import Stage, StageSkipped
 from backend.analysis.watch import CompletionWatch
+from backend.contract import (
+    FINAL_STATUSES,
+    AnalysisResult,
+    ImageInfo,
+    OverallStatus,
+    Provenance,
+    StageOutcome,
+    Timings,
+)
 from backend.db.base import utcnow
 from backend.db.models import Analysis
 from backend.db.session import transaction
 from backend.jobs.store import mark_job_done
+from backend.observability import Metrics
 from backend.storage import ObjectStorage
 
 logger = logging.getLogger(__name__)
@@ -46,6 +54,12 @@ class Pipeline:
         self.progress: dict[str, tuple[str, float]] = {}
         self.watch = CompletionWatch()
         self.avg_total_ms = 250.0  # moving average of job time, for queue wait estimates
+        # Called with every finished context (metrics, drift monitoring); never fail a job.
+        self.observers: list[Callable[[PipelineContext], None]] = []
+
+    def observe(self, observer: Callable[[PipelineContext], None]) -> None:
+        """Call `observer(ctx)` after every run (e.g. metrics: `observe_with(metrics)`)."""
+        self.observers.append(observer)
 
     async def run(self, inp: PipelineInput) -> PipelineContext:
         """Run every stage; a failure is recorded and later stages still run if they can."""
@@ -56,7 +70,7 @@ class Pipeline:
             self.progress[inp.analysis_id] = (stage.name, index / (total + 1))
             missing = [name for name in stage.requires if getattr(ctx, name) is None]
             if missing:
-                ctx.stage_status[stage.name] = "skipped"
+                ctx.stage_status[stage.name] = StageOutcome.SKIPPED
                 ctx.warn(f"{stage.name} stage skipped: needs {', '.join(missing)}")
                 if stage.timing_key:
                     ctx.timings[stage.timing_key] = 0.0
@@ -64,13 +78,15 @@ class Pipeline:
             t0 = time.perf_counter()
             try:
                 await stage.run(ctx)
-                ctx.stage_status[stage.name] = "ok"
+                ctx.stage_status[stage.name] = StageOutcome.OK
             except StageSkipped as skip:
-                ctx.stage_status[stage.name] = "withheld" if skip.withheld else "skipped"
+                ctx.stage_status[stage.name] = (
+                    StageOutcome.WITHHELD if skip.withheld else StageOutcome.SKIPPED
+                )
                 if not skip.quiet:
                     ctx.warn(f"{stage.name}: {skip}")
             except Exception as exc:
-                ctx.stage_status[stage.name] = "failed"
+                ctx.stage_status[stage.name] = StageOutcome.FAILED
                 ctx.warn(f"{stage.name} stage failed: {_safe_message(exc)}")
                 logger.warning(
                     "stage failed",
@@ -84,63 +100,48 @@ class Pipeline:
         ctx.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
         self.avg_total_ms = 0.9 * self.avg_total_ms + 0.1 * ctx.timings["total_ms"]
         self.progress.pop(inp.analysis_id, None)
+        for observer in self.observers:
+            try:
+                observer(ctx)
+            except Exception:  # noqa: BLE001 - an observer never fails an analysis
+                logger.warning("pipeline observer failed", exc_info=True)
         return ctx
 
     def build_result(
-        self, ctx: PipelineContext, analysis: Analysis | None = None
-    ) -> dict[str, Any]:
-        """The result JSON clients read (see the README's API section)."""
-        vision = ctx.vision
-        vision_out: dict[str, Any] | None = None
-        if vision is not None:
-            vision_out = {
-                "anomaly_score": round(float(vision.anomaly_score), 2),
-                "risk_level": str(vision.risk_level),
-                "threshold": round(float(vision.threshold), 2),
-                "components": vision.components,
-                "heatmap_base64": (
-                    base64.b64encode(ctx.heatmap_png).decode("ascii") if ctx.heatmap_png else None
-                ),
-                "heatmap_media_type": "image/jpeg" if ctx.heatmap_png else None,
-                "top_regions": list(vision.top_regions),
-                "model_confidence": round(float(vision.model_confidence), 4),
-                "ood_score": round(float(vision.ood_score), 4),
-            }
-        models: dict[str, Any] = {}
-        if ctx.vision_model is not None:
-            models["vision"] = _model_info(ctx.vision_model)
-        if ctx.nlp_model is not None:
-            models["nlp"] = _model_info(ctx.nlp_model)
-        timings = {
-            key: float(ctx.timings.get(key, 0.0))
-            for key in ("preprocess_ms", "vision_ms", "nlp_ms", "fusion_ms", "report_ms")
-        }
+        self, ctx: PipelineContext, analysis: Analysis | None = None, task_id: str = ""
+    ) -> AnalysisResult:
+        """Stage 7's summary as the contract's result (see backend/contract)."""
+        assert ctx.overall_status is not None  # noqa: S101 - set by run()
+        keys = ("preprocess_ms", "vision_ms", "nlp_ms", "fusion_ms", "report_ms")
+        timings = {key: float(ctx.timings.get(key, 0.0)) for key in keys}
         timings["total_ms"] = float(ctx.timings.get("total_ms", sum(timings.values())))
-        return {
-            "session_id": ctx.input.analysis_id,
-            "patient_ref": ctx.input.patient_ref,
-            "created_at": _iso(analysis.created_at) if analysis is not None else None,
-            "completed_at": _iso(utcnow()),
-            "overall_status": ctx.overall_status,
-            "stages": dict(ctx.stage_status),
-            "image": (
-                {"format": ctx.image.format, "width": ctx.image.width, "height": ctx.image.height}
+        return AnalysisResult(
+            session_id=ctx.input.analysis_id,
+            task_id=task_id,
+            patient_ref=ctx.input.patient_ref,
+            created_at=analysis.created_at if analysis is not None else None,
+            completed_at=utcnow(),
+            overall_status=ctx.overall_status,
+            stages=dict(ctx.stage_status),
+            image=(
+                ImageInfo(format=ctx.image.format, width=ctx.image.width, height=ctx.image.height)
                 if ctx.image is not None
                 else None
             ),
-            "vision": vision_out,
-            "nlp": ctx.nlp.to_dict() if ctx.nlp is not None else None,
-            "fusion": ctx.fusion.to_dict() if ctx.fusion is not None else None,
-            "report_text": ctx.report_text or "",
-            "timings": timings,
-            "warnings": list(ctx.warnings),
-            "provenance": {
-                "image_sha256": ctx.input.image_sha256,
-                "models": models,
-                "threshold": vision_out["threshold"] if vision_out else None,
-                "code_version": self.code_version,
-            },
-        }
+            vision=ctx.vision,
+            nlp=ctx.nlp,
+            fusion=ctx.fusion,
+            report_text=ctx.report_text or "",
+            timings=Timings(**timings),
+            warnings=list(ctx.warnings),
+            provenance=Provenance(
+                image_sha256=ctx.input.image_sha256,
+                models=dict(ctx.models),
+                threshold=ctx.vision.threshold if ctx.vision is not None else None,
+                code_version=self.code_version,
+                calibration=ctx.calibration,
+            ),
+        )
 
     # --- the queue's job runner -----------------------------------------------------------
     async def run_job(self, job_id: str, analysis_id: str) -> None:
@@ -152,7 +153,7 @@ class Pipeline:
         assert self.sessionmaker is not None and self.storage is not None  # noqa: S101
         async with self.sessionmaker() as session:
             analysis = await session.scalar(select(Analysis).where(Analysis.id == analysis_id))
-        if analysis is None or analysis.status in {"cancelled", "complete", "partial", "failed"}:
+        if analysis is None or analysis.status in FINAL_STATUSES:
             async with transaction(self.sessionmaker) as session:
                 await mark_job_done(session, job_id)
             return
@@ -167,20 +168,20 @@ class Pipeline:
             patient_ref=analysis.patient_ref,
         )
         ctx = await self.run(inp)
-        result = json_safe(self.build_result(ctx, analysis))
-        result["task_id"] = job_id
+        result = self.build_result(ctx, analysis, task_id=job_id)
+        final_risk = result.final_risk
         async with transaction(self.sessionmaker) as session:
             await session.execute(
                 update(Analysis)
                 .where(Analysis.id == analysis_id)
                 .values(
-                    status=str(ctx.overall_status).lower(),
-                    overall_status=ctx.overall_status,
+                    status=result.overall_status.analysis_status.value,
+                    overall_status=result.overall_status.value,
                     stage="done",
                     progress=1.0,
-                    result=result,
-                    anomaly_score=result["vision"]["anomaly_score"] if result["vision"] else None,
-                    risk_level=_final_risk(result),
+                    result=json_safe(result.model_dump(mode="json")),
+                    anomaly_score=result.anomaly_score,
+                    risk_level=final_risk.value if final_risk is not None else None,
                     error="; ".join(ctx.warnings)[:2000]
                     if ctx.overall_status == "FAILED"
                     else None,
@@ -204,36 +205,15 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _overall_status(ctx: PipelineContext) -> str:
-    if ctx.stage_status.get(_ESSENTIAL) != "ok":
-        return "FAILED"
+def _overall_status(ctx: PipelineContext) -> OverallStatus:
+    if ctx.stage_status.get(_ESSENTIAL) is not StageOutcome.OK:
+        return OverallStatus.FAILED
     if ctx.vision is None and ctx.nlp is None:
-        return "FAILED"
-    bad = {"failed", "withheld"}
+        return OverallStatus.FAILED
+    bad = {StageOutcome.FAILED, StageOutcome.WITHHELD}
     if any(status in bad for status in ctx.stage_status.values()):
-        return "PARTIAL"
-    return "COMPLETE"
-
-
-def _final_risk(result: dict[str, Any]) -> str | None:
-    if result.get("fusion"):
-        return str(result["fusion"]["final_risk"])
-    if result.get("vision"):
-        return str(result["vision"]["risk_level"])
-    return None
-
-
-def _model_info(model: Any) -> dict[str, Any]:
-    metadata = getattr(model, "metadata", {}) or {}
-    return {
-        "name": str(metadata.get("name") or type(model).__name__),
-        "version": str(getattr(model, "version", metadata.get("version", "unknown"))),
-        "sha256": getattr(model, "weights_sha256", None) or metadata.get("weights_sha256"),
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+        return OverallStatus.PARTIAL
+    return OverallStatus.COMPLETE
 
 
 def _safe_message(exc: Exception) -> str:
@@ -243,3 +223,16 @@ def _safe_message(exc: Exception) -> str:
     if "/" in message and ("File " in message or ".py" in message):
         return type(exc).__name__
     return message
+
+
+def metrics_observer(metrics: Metrics) -> Callable[[PipelineContext], None]:
+    """Record each run's stage timings and outcome in `metrics`."""
+
+    def observe(ctx: PipelineContext) -> None:
+        metrics.observe_timings(
+            ctx.timings,
+            {name: outcome.value for name, outcome in ctx.stage_status.items()},
+            ctx.overall_status.value if ctx.overall_status is not None else None,
+        )
+
+    return observe

@@ -19,6 +19,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 DEFAULT_MAX_BYTES = 64 * 2**20
+# Entries are keyed by analysis id, or `<id>#<variant>` for other forms of the same result.
+VARIANT_SEP = "#"
 DEFAULT_REVALIDATE_S = 10.0
 
 
@@ -33,8 +35,13 @@ class CachedBody:
     checked_at: float = field(default_factory=time.monotonic)
 
 
+def variant_key(analysis_id: str, variant: str | None) -> str:
+    """The cache key of one form of a result (e.g. without its inline heatmap)."""
+    return analysis_id if not variant else f"{analysis_id}{VARIANT_SEP}{variant}"
+
+
 class ResultCache:
-    """Byte-bounded LRU of result bodies keyed by analysis id."""
+    """Byte-bounded LRU of result bodies keyed by analysis id (and variant)."""
 
     def __init__(
         self, max_bytes: int = DEFAULT_MAX_BYTES, revalidate_s: float = DEFAULT_REVALIDATE_S
@@ -89,14 +96,16 @@ class ResultCache:
         return item
 
     def discard(self, analysis_ids: list[str] | tuple[str, ...] | set[str]) -> None:
+        """Drop every entry of these analyses (each form of their result, their heatmap)."""
         with self._lock:
             for analysis_id in analysis_ids:
-                self._pop(analysis_id)
+                for key in [k for k in self._items if k.split(VARIANT_SEP, 1)[0] == analysis_id]:
+                    self._pop(key)
 
     def discard_owner(self, owner_key: str) -> None:
         with self._lock:
-            for analysis_id in [k for k, v in self._items.items() if v.owner_key == owner_key]:
-                self._pop(analysis_id)
+            for key in [k for k, v in self._items.items() if v.owner_key == owner_key]:
+                self._pop(key)
 
     def _pop(self, analysis_id: str) -> None:
         old = self._items.pop(analysis_id, None)

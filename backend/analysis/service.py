@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 from sqlalchemy import select, update
@@ -13,30 +14,30 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from backend import DISCLAIMER
-from backend.auth.audit import record_audit
+from backend.accounts.caller import Owner
+from backend.analysis.result_cache import CachedBody, ResultCache, variant_key
+from backend.audit.service import record_audit
 from backend.config import Settings
+from backend.contract import (
+    DISCLAIMER,
+    FINAL_STATUSES,
+    AnalysisResult,
+    AnalysisStatus,
+    HeatmapMode,
+    OverallStatus,
+    Provenance,
+    load_result,
+)
 from backend.db.base import new_id, utcnow
 from backend.db.models import Analysis, Job
 from backend.errors import ConflictError, NotFoundError, UnprocessableError
 from backend.imaging import DecodedImage, ImageLimits, decode_image
 from backend.storage import ObjectStorage
 
+if TYPE_CHECKING:
+    from backend.analysis.runtime import AnalysisRuntime
+
 logger = logging.getLogger(__name__)
-
-FINAL_STATES = {"complete", "partial", "failed", "cancelled"}
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Who owns a resource: a user id, or the anonymous development owner."""
-
-    user_id: str | None
-    key: str
-
-    @classmethod
-    def anonymous(cls) -> Owner:
-        return cls(user_id=None, key="anonymous")
 
 
 @dataclass(frozen=True)
@@ -207,11 +208,12 @@ async def get_analysis(
     return analysis
 
 
-def finished_result(analysis: Analysis) -> dict[str, Any]:
+def finished_result(analysis: Analysis) -> AnalysisResult:
     """The stored result of a finished analysis; 409 while it is still queued or running."""
-    if analysis.status not in FINAL_STATES or analysis.status == "cancelled":
-        if analysis.status == "cancelled":
-            raise ConflictError("This analysis was cancelled.", code="analysis_cancelled")
+    status = AnalysisStatus(analysis.status)
+    if status is AnalysisStatus.CANCELLED:
+        raise ConflictError("This analysis was cancelled.", code="analysis_cancelled")
+    if not status.is_final:
         raise ConflictError(
             f"The analysis is not finished yet (status: {analysis.status}).",
             code="analysis_not_finished",
@@ -220,34 +222,22 @@ def finished_result(analysis: Analysis) -> dict[str, Any]:
     if analysis.result is None:
         # Failed before the pipeline ran (e.g. the worker died three times).
         return failed_result(analysis)
-    result = dict(analysis.result)
-    result.setdefault("disclaimer", DISCLAIMER)
-    return result
+    return load_result(analysis.result)
 
 
-def failed_result(analysis: Analysis) -> dict[str, Any]:
-    zero = {k: 0.0 for k in ("preprocess_ms", "vision_ms", "nlp_ms", "fusion_ms", "report_ms")}
-    return {
-        "session_id": analysis.id,
-        "task_id": "",
-        "patient_ref": analysis.patient_ref,
-        "created_at": analysis.created_at.isoformat() if analysis.created_at else None,
-        "completed_at": analysis.completed_at.isoformat() if analysis.completed_at else None,
-        "overall_status": "FAILED",
-        "vision": None,
-        "nlp": None,
-        "fusion": None,
-        "report_text": f"The analysis failed: {analysis.error or 'unknown reason'}. {DISCLAIMER}",
-        "timings": {**zero, "total_ms": 0.0},
-        "warnings": [analysis.error or "the analysis failed"],
-        "provenance": {
-            "image_sha256": analysis.image_sha256,
-            "models": {},
-            "threshold": None,
-            "code_version": "",
-        },
-        "disclaimer": DISCLAIMER,
-    }
+def failed_result(analysis: Analysis) -> AnalysisResult:
+    """The result of an analysis that failed before the pipeline could write one."""
+    reason = analysis.error or "the analysis failed"
+    return AnalysisResult(
+        session_id=analysis.id,
+        patient_ref=analysis.patient_ref,
+        created_at=analysis.created_at,
+        completed_at=analysis.completed_at,
+        overall_status=OverallStatus.FAILED,
+        report_text=f"The analysis failed: {reason}. {DISCLAIMER}",
+        warnings=[reason],
+        provenance=Provenance(image_sha256=analysis.image_sha256),
+    )
 
 
 async def cancel_job(session: AsyncSession, owner: Owner, job_id: str) -> str:
@@ -271,3 +261,115 @@ async def cancel_job(session: AsyncSession, owner: Owner, job_id: str) -> str:
         .values(status="cancelled", completed_at=utcnow(), progress=1.0)
     )
     return "cancelled"
+
+
+# --- reads: status with long poll, finished results in their served forms ------------------
+@dataclass(frozen=True)
+class StatusView:
+    job: Job
+    analysis: Analysis
+    stage: str | None
+    progress: float
+
+
+async def wait_for_status(
+    session: AsyncSession, runtime: AnalysisRuntime, owner: Owner, task_id: str, wait_s: float
+) -> StatusView:
+    """The task's status, once it is finished or `wait_s` seconds have passed (long poll)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        job, analysis = await get_job_and_analysis(session, owner, task_id)
+        remaining = deadline - loop.time()
+        if analysis.status in FINAL_STATUSES or remaining <= 0:
+            break
+        analysis_id = analysis.id
+        # End the read transaction (frees the pooled connection and the snapshot) while
+        # waiting, so the next read sees what the worker committed.
+        await session.rollback()
+        await runtime.pipeline.watch.wait(analysis_id, remaining)
+    stage, progress = analysis.stage, float(analysis.progress or 0.0)
+    live = runtime.pipeline.progress.get(analysis.id)
+    if live is not None and analysis.status == AnalysisStatus.RUNNING:
+        stage, progress = live
+    return StatusView(job=job, analysis=analysis, stage=stage, progress=progress)
+
+
+async def estimated_wait(
+    session: AsyncSession, runtime: AnalysisRuntime, submitted: Submitted
+) -> tuple[int, float]:
+    """(jobs ahead in the queue, seconds until the result is likely ready)."""
+    if submitted.status != AnalysisStatus.QUEUED:
+        return 0, 0.0
+    ahead = await runtime.jobs.queued_ahead(submitted.job_id, session=session)
+    workers = max(1, runtime.settings.worker_concurrency)
+    return ahead, (ahead / workers + 1) * runtime.pipeline.avg_total_ms / 1000.0
+
+
+def heatmap_path(session_id: str) -> str:
+    return f"/api/v1/analyze/result/{session_id}/heatmap"
+
+
+def served_form(result: AnalysisResult, mode: HeatmapMode) -> AnalysisResult:
+    """The result as a client asked for it: heatmap inline (the stored form), linked or left out."""
+    if result.vision is None or mode is HeatmapMode.INLINE:
+        return result
+    linked = mode is HeatmapMode.URL and bool(result.vision.heatmap_base64)
+    vision = result.vision.model_copy(
+        update={
+            "heatmap_base64": None,
+            "heatmap_url": heatmap_path(result.session_id) if linked else None,
+        }
+    )
+    return result.model_copy(update={"vision": vision})
+
+
+async def read_result(
+    session: AsyncSession,
+    cache: ResultCache,
+    owner: Owner,
+    session_id: str,
+    mode: HeatmapMode = HeatmapMode.INLINE,
+) -> CachedBody:
+    """The serialised result in the asked form, from the per-process cache when confirmed.
+
+    A finished result is immutable: its body is cached with its owner, and a recently confirmed
+    entry is served without touching the database (see ResultCache).
+    """
+    key = variant_key(session_id, None if mode is HeatmapMode.INLINE else mode.value)
+    cached = cache.fresh(key, owner.key)
+    if cached is not None:
+        return cached
+    # Owner, status and completion time first (the result JSON stays unread).
+    analysis = await get_analysis(session, owner, session_id, with_result=False)
+    version = (analysis.status, analysis.completed_at.isoformat() if analysis.completed_at else "")
+    if analysis.status in FINAL_STATUSES:
+        cached = cache.confirmed(key, owner.key, version)
+    if cached is None:
+        await session.refresh(analysis, ["result"])
+        result = finished_result(analysis)  # 409 while queued, running or cancelled
+        body = served_form(result, mode).model_dump_json().encode()
+        cached = cache.put(key, body, owner_key=owner.key, version=version)
+    return cached
+
+
+async def read_heatmap(
+    session: AsyncSession, cache: ResultCache, owner: Owner, session_id: str
+) -> tuple[CachedBody, str]:
+    """The heatmap image of a finished result and its media type; 404 when it has none."""
+    key = variant_key(session_id, "heatmap")
+    cached = cache.fresh(key, owner.key)
+    if cached is None:
+        analysis = await get_analysis(session, owner, session_id)
+        image = finished_result(analysis).heatmap_bytes()
+        if image is None:
+            raise NotFoundError(
+                "This result has no heatmap (the image was not scored).", code="heatmap_not_found"
+            )
+        version = (
+            analysis.status,
+            analysis.completed_at.isoformat() if analysis.completed_at else "",
+        )
+        cached = cache.put(key, image[0], owner_key=owner.key, version=version)
+    media_type = "image/png" if cached.body.startswith(b"\x89PNG") else "image/jpeg"
+    return cached, media_type

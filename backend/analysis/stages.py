@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from backend.analysis.batching import MicroBatcher
 from backend.analysis.context import PipelineContext
+from backend.analysis.findings import fusion_findings, model_info, nlp_findings, vision_findings
 from backend.analysis.narrative import build_narrative
 from backend.analysis.threads import InferenceThreads
 from backend.imaging import ImageLimits, decode_image
@@ -83,7 +85,7 @@ class VisionStage:
     async def run(self, ctx: PipelineContext) -> None:
         assert ctx.image is not None  # noqa: S101 - guaranteed by `requires`
         scorer = await self.deps.registry.get(VISION)
-        ctx.vision_model = scorer
+        ctx.models["vision"] = model_info(scorer)
         result = await self.deps.batcher.submit(scorer.score_batch, ctx.image.pixels)
         if not result.is_chest_xray:
             raise StageSkipped(
@@ -91,11 +93,11 @@ class VisionStage:
                 f"(out-of-distribution score {result.ood_score:.2f}); no anomaly score is given",
                 withheld=True,
             )
-        ctx.vision = result
         from backend.ml.vision import render_heatmap_panels
 
         image, heatmap = _downscale(ctx.image.pixels, result.heatmap, HEATMAP_MAX_SIDE)
-        ctx.heatmap_png = await self.deps.threads.run_sync(render_heatmap_panels, image, heatmap)
+        ctx.heatmap_jpeg = await self.deps.threads.run_sync(render_heatmap_panels, image, heatmap)
+        ctx.vision = vision_findings(result, ctx.heatmap_jpeg)
 
 
 class MemoryStage:
@@ -123,8 +125,9 @@ class NlpStage:
         if not text:
             raise StageSkipped("no symptoms were given", quiet=True)
         model = await self.deps.registry.get(NLP)
-        ctx.nlp_model = model
-        ctx.nlp = await self.deps.threads.run_sync(model.analyze, text)
+        ctx.models["nlp"] = model_info(model)
+        raw = await self.deps.threads.run_sync(model.analyze, text)
+        ctx.nlp_raw, ctx.nlp = raw, nlp_findings(raw)
 
 
 class FusionStage:
@@ -138,16 +141,16 @@ class FusionStage:
     async def run(self, ctx: PipelineContext) -> None:
         from backend.ml.fusion import VisionEvidence, fuse
 
-        if ctx.vision is None and ctx.nlp is None:
+        if ctx.vision is None and ctx.nlp_raw is None:
             raise StageSkipped("neither image nor text evidence is available", quiet=True)
         evidence = None
         if ctx.vision is not None:
             evidence = VisionEvidence(
-                anomaly_score=float(ctx.vision.anomaly_score),
-                threshold=float(ctx.vision.threshold),
-                risk_level=str(ctx.vision.risk_level),
+                anomaly_score=ctx.vision.anomaly_score,
+                threshold=ctx.vision.threshold,
+                risk_level=ctx.vision.risk_level.value,
             )
-        ctx.fusion = fuse(evidence, ctx.nlp)
+        ctx.fusion = fusion_findings(fuse(evidence, ctx.nlp_raw))
 
 
 class ReportStage:
@@ -174,14 +177,17 @@ def default_stages(deps: StageDeps) -> list[Stage]:
     ]
 
 
-def _downscale(image: Any, heatmap: Any, max_side: int) -> tuple[Any, Any]:
+def _downscale(
+    image: npt.NDArray[np.uint8], heatmap: npt.NDArray[np.float32], max_side: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
     h, w = image.shape[:2]
     scale = max_side / max(h, w)
     if scale >= 1.0:
         return image, heatmap
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    small_map = cv2.resize(
-        np.asarray(heatmap, dtype=np.float32), size, interpolation=cv2.INTER_AREA
+    small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    small_map = np.asarray(
+        cv2.resize(np.asarray(heatmap, dtype=np.float32), size, interpolation=cv2.INTER_AREA),
+        dtype=np.float32,
     )
     return small, small_map

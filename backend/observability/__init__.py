@@ -1,6 +1,6 @@
-"""Prometheus metrics: one registry per app, a request-latency middleware, pipeline timings."""
+"""Prometheus metrics: one registry per app or worker, and request latency by route."""
 
-from backend.observability.metrics import Metrics, instrument_pipeline
+from backend.observability.metrics import Metrics
 from backend.observability.middleware import MetricsMiddleware, install_metrics
 
-__all__ = ["Metrics", "MetricsMiddleware", "install_metrics", "instrument_pipeline"]
+__all__ = ["Metrics", "MetricsMiddleware", "install_metrics"]

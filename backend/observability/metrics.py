@@ -6,17 +6,12 @@ process, and lets a Celery worker export its own pipeline timings beside the API
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-if TYPE_CHECKING:
-    from backend.analysis.context import PipelineContext, PipelineInput
-    from backend.analysis.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +117,6 @@ class Metrics:
         if overall_status:
             self.analyses.labels(overall_status=str(overall_status)).inc()
 
-    def observe_result(self, result: Mapping[str, Any]) -> None:
-        """Record one finished analysis from its result JSON (`timings`, `stages`, status)."""
-        self.observe_timings(
-            result.get("timings") or {}, result.get("stages"), result.get("overall_status")
-        )
-
     # --- snapshots taken at scrape time -----------------------------------------------------
     def set_queue_depth(self, depth: Mapping[str, int]) -> None:
         for status in (*JOB_STATUSES, *depth):
@@ -175,22 +164,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def instrument_pipeline(pipeline: Pipeline, metrics: Metrics) -> None:
-    """Make every `pipeline.run` record its stage timings (local queue, Celery worker, CLI)."""
-    if getattr(pipeline, "_medsight_metrics", None) is metrics:
-        return
-    original: Callable[[PipelineInput], Awaitable[PipelineContext]] = pipeline.run
-
-    @functools.wraps(original)
-    async def run(inp: PipelineInput) -> PipelineContext:
-        ctx = await original(inp)
-        try:
-            metrics.observe_timings(ctx.timings, ctx.stage_status, ctx.overall_status)
-        except Exception:  # noqa: BLE001 - metrics never fail an analysis
-            logger.warning("could not record stage metrics", exc_info=True)
-        return ctx
-
-    setattr(pipeline, "run", run)  # noqa: B010 - instance attribute shadows the method
-    setattr(pipeline, "_medsight_metrics", metrics)  # noqa: B010

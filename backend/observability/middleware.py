@@ -55,14 +55,11 @@ def _route_template(scope: Scope) -> str:
 
 
 def install_metrics(app: Any) -> Metrics:
-    """Give `app` its own registry, the latency middleware and `GET /metrics` (idempotent)."""
-    from backend.api.routers import metrics as metrics_router
-
+    """Give `app` its own registry and the latency middleware (idempotent)."""
     existing = getattr(app.state, "metrics", None)
     if isinstance(existing, Metrics):
         return existing
     metrics = Metrics()
     app.state.metrics = metrics
-    app.include_router(metrics_router.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return metrics

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
-from backend import DISCLAIMER as PRODUCT_DISCLAIMER
-
-# The product's one disclaimer, plus what a printed report must add about the image model.
-DISCLAIMER = (
-    f"{PRODUCT_DISCLAIMER} The image model was developed on a limited research data set of chest "
-    "radiographs and is not a cleared medical device."
+from backend.contract import DISCLAIMER as PRODUCT_DISCLAIMER
+from backend.contract import (
+    Alignment,
+    AnalysisResult,
+    Entity,
+    FusionFindings,
+    ImageInfo,
+    ModelInfo,
+    NlpFindings,
+    OverallStatus,
+    RiskLevel,
+    Timings,
+    VisionFindings,
 )
+
+# What a printed report must add to the product's disclaimer about the image model.
+IMAGE_MODEL_NOTE = (
+    "The image model was developed on a limited research data set of chest radiographs and is "
+    "not a cleared medical device."
+)
+DISCLAIMER = f"{PRODUCT_DISCLAIMER} {IMAGE_MODEL_NOTE}"
 
 # Human names for the fused anomaly score's parts; unknown keys are shown as given.
 COMPONENT_LABELS: dict[str, str] = {
@@ -35,71 +45,78 @@ PART_LABELS: dict[str, str] = {
     "nlp": "Clinical text analysis",
     "fusion": "Image-text fusion",
 }
-ENTITY_CATEGORIES: tuple[str, ...] = ("diseases", "symptoms", "medications", "anatomy")
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """One model that contributed to the result."""
+class ScoreComponent:
+    """One part of the fused anomaly score, with its human name."""
 
-    role: str
-    name: str
-    version: str
-    sha256: str
+    key: str
+    label: str
+    value: float | None
+    z: float | None
 
 
 @dataclass(frozen=True)
-class Provenance:
-    """Where the result came from: input hash, models, threshold, code version."""
+class ReportProvenance:
+    """Where the result came from: input hash and description, models, threshold, code."""
 
     image_sha256: str | None
     image_desc: str | None
-    models: tuple[ModelInfo, ...]
+    models: dict[str, ModelInfo]  # by role, in role order
     threshold: float | None
     code_version: str | None
 
 
 @dataclass(frozen=True)
-class Entity:
-    """An entity found in the clinical text."""
+class ReportEntity:
+    """An entity found in the clinical text, with the group it was found in."""
 
     category: str
-    text: str
-    negated: bool
-    uncertain: bool
+    entity: Entity
+
+    @property
+    def text(self) -> str:
+        return self.entity.text
+
+    @property
+    def negated(self) -> bool:
+        return self.entity.negated
 
     @property
     def assertion(self) -> str:
         """How the text asserts it: present, negated or uncertain."""
-        if self.negated:
+        if self.entity.negated:
             return "negated"
-        return "uncertain" if self.uncertain else "present"
+        return "uncertain" if self.entity.uncertain else "present"
 
 
 @dataclass(frozen=True)
 class ReportContent:
-    """A normalised, renderer-independent view of one analysis result."""
+    """A renderer-independent view of one analysis result."""
 
     session_id: str
     task_id: str | None
     patient_ref: str | None
     created_at: datetime | None
     completed_at: datetime | None
-    status: str
-    vision: Mapping[str, Any] | None
-    nlp: Mapping[str, Any] | None
-    fusion: Mapping[str, Any] | None
+    status: OverallStatus
+    vision: VisionFindings | None
+    nlp: NlpFindings | None
+    fusion: FusionFindings | None
+    components: tuple[ScoreComponent, ...]
     missing: dict[str, str]
-    heatmap_png: bytes | None
+    heatmap: bytes | None
+    heatmap_media_type: str | None
     heatmap_missing: str | None
-    entities: tuple[Entity, ...]
-    final_risk: str | None
+    entities: tuple[ReportEntity, ...]
+    final_risk: RiskLevel | None
     conclusion: str
     recommendations: tuple[str, ...]
     narrative: str
     warnings: tuple[str, ...]
-    provenance: Provenance
-    timings: dict[str, float] = field(default_factory=dict)
+    provenance: ReportProvenance
+    timings: Timings
 
     @property
     def reported_at(self) -> datetime | None:
@@ -112,23 +129,15 @@ def not_available(reason: str) -> str:
     return f"not available: {reason}"
 
 
-def as_float(value: Any) -> float | None:
-    """A finite number, or None when absent, not numeric, NaN or infinite."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+def as_float(value: float | None) -> float | None:
+    """The number, or None when absent, NaN or infinite (neither prints nor exports)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An aware datetime from ISO-8601; naive times are taken as UTC."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+def fmt(value: float | None, digits: int = 2) -> str:
+    """A number for people, or an en dash when absent."""
+    number = as_float(value)
+    return "\u2013" if number is None else f"{number:.{digits}f}"
 
 
 def missing_reason(warnings: tuple[str, ...], part: str, fallback: str | None = None) -> str:
@@ -142,127 +151,76 @@ def missing_reason(warnings: tuple[str, ...], part: str, fallback: str | None = 
     return fallback or f"the {part} stage produced no result"
 
 
-def _mapping(value: Any) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
+def _heatmap(result: AnalysisResult) -> tuple[bytes | None, str | None, str | None]:
+    """The heatmap image and its media type, or why there is none (vision present)."""
+    if result.vision is None or not result.vision.heatmap_base64:
+        return None, None, "the vision stage returned no heatmap"
+    decoded = result.heatmap_bytes()
+    if decoded is None:
+        return None, None, "the heatmap is not a base64 JPEG or PNG image"
+    return decoded[0], decoded[1], None
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def decode_heatmap(vision: Mapping[str, Any] | None) -> tuple[bytes | None, str | None]:
-    """The heatmap image bytes (JPEG, or PNG from older results), or None and why it is missing."""
+def _components(vision: VisionFindings | None) -> tuple[ScoreComponent, ...]:
     if vision is None:
-        return None, None
-    encoded = vision.get("heatmap_base64")
-    if not isinstance(encoded, str) or not encoded:
-        return None, "the vision stage returned no heatmap"
-    if encoded.startswith("data:"):
-        encoded = encoded.partition(",")[2]
-    try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        return None, "the heatmap is not valid base64"
-    if not (data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8\xff")):
-        return None, "the heatmap is not a JPEG or PNG image"
-    return data, None
-
-
-def _entities(nlp: Mapping[str, Any] | None) -> tuple[Entity, ...]:
-    groups = _mapping(nlp.get("entities")) if nlp else None
-    if groups is None:
         return ()
-    found: list[Entity] = []
-    categories = list(ENTITY_CATEGORIES) + sorted(set(groups) - set(ENTITY_CATEGORIES))
-    for category in categories:
-        items = groups.get(category)
-        if not isinstance(items, list):
-            continue
-        for item in items:
-            if isinstance(item, Mapping) and _text(item.get("text")):
-                found.append(
-                    Entity(
-                        category=category,
-                        text=str(item["text"]),
-                        negated=bool(item.get("negated", False)),
-                        uncertain=bool(item.get("uncertain", False)),
-                    )
-                )
-    return tuple(found)
+    out: list[ScoreComponent] = []
+    for key, parts in vision.components.items():
+        # The contract keeps each part's numbers open: `value` or `z` may be absent.
+        known: dict[str, float | None] = {"value": None, "z": None}
+        known.update(parts)
+        out.append(
+            ScoreComponent(
+                key, COMPONENT_LABELS.get(key, key), as_float(known["value"]), as_float(known["z"])
+            )
+        )
+    return tuple(out)
 
 
-def _provenance(result: Mapping[str, Any], vision: Mapping[str, Any] | None) -> Provenance:
-    prov = _mapping(result.get("provenance")) or {}
-    models_raw = _mapping(prov.get("models")) or {}
-    models = tuple(
-        ModelInfo(
-            role=str(role),
-            name=str(info.get("name") or "unknown"),
-            version=str(info.get("version") or "unknown"),
-            sha256=str(info.get("sha256") or "unknown"),
-        )
-        for role, info in sorted(models_raw.items())
-        if isinstance(info, Mapping)
-    )
-    threshold = as_float(prov.get("threshold"))
-    if threshold is None and vision is not None:
-        threshold = as_float(vision.get("threshold"))
-    image = _mapping(result.get("image")) or {}
-    width, height = as_float(image.get("width")), as_float(image.get("height"))
-    desc = " ".join(
-        p
-        for p in (
-            _text(image.get("format")),
-            f"{width:.0f}\u00d7{height:.0f} px" if width and height else None,
-        )
-        if p
-    )
-    return Provenance(
-        image_sha256=_text(prov.get("image_sha256")),
-        image_desc=desc or None,
-        models=models,
+def _entities(nlp: NlpFindings | None) -> tuple[ReportEntity, ...]:
+    if nlp is None:
+        return ()
+    return tuple(ReportEntity(group, e) for group, e in nlp.entities.all() if e.text)
+
+
+def _image_desc(image: ImageInfo | None) -> str | None:
+    if image is None:
+        return None
+    size = f"{image.width}\u00d7{image.height} px" if image.width and image.height else None
+    return " ".join(p for p in (image.format, size) if p) or None
+
+
+def _provenance(result: AnalysisResult) -> ReportProvenance:
+    prov = result.provenance
+    threshold = as_float(prov.threshold)
+    if threshold is None and result.vision is not None:
+        threshold = as_float(result.vision.threshold)
+    return ReportProvenance(
+        image_sha256=prov.image_sha256 or None,
+        image_desc=_image_desc(result.image),
+        models=dict(sorted(prov.models.items())),
         threshold=threshold,
-        code_version=_text(prov.get("code_version")),
+        code_version=prov.code_version or None,
     )
-
-
-def _final_risk(vision: Mapping[str, Any] | None, fusion: Mapping[str, Any] | None) -> str | None:
-    for part in (fusion, vision):
-        if part is None:
-            continue
-        risk = part.get("final_risk") if part is fusion else part.get("risk_level")
-        if isinstance(risk, str) and risk:
-            return risk.upper()
-    return None
-
-
-def fmt(value: Any, digits: int = 2) -> str:
-    """A number for people, or an en dash when absent."""
-    number = as_float(value)
-    return "\u2013" if number is None else f"{number:.{digits}f}"
 
 
 def _conclusion(
-    vision: Mapping[str, Any] | None,
-    nlp: Mapping[str, Any] | None,
-    fusion: Mapping[str, Any] | None,
-    entities: tuple[Entity, ...],
+    result: AnalysisResult,
+    entities: tuple[ReportEntity, ...],
     missing: dict[str, str],
-    final_risk: str | None,
 ) -> str:
+    vision, nlp, fusion = result.vision, result.nlp, result.fusion
     sentences: list[str] = []
     if vision is not None:
         sentences.append(
-            f"Anomaly score {fmt(vision.get('anomaly_score'), 1)}/100 "
-            f"(threshold {fmt(vision.get('threshold'), 1)}): "
-            f"{str(vision.get('risk_level') or 'unknown').upper()} image risk."
+            f"Anomaly score {fmt(vision.anomaly_score, 1)}/100 "
+            f"(threshold {fmt(vision.threshold, 1)}): {vision.risk_level.value} image risk."
         )
     if nlp is not None:
-        primary = _text(nlp.get("primary_diagnosis"))
-        if primary:
+        if nlp.primary_diagnosis:
             sentences.append(
-                f"Clinical text suggests {primary} "
-                f"(confidence {fmt(nlp.get('diagnosis_confidence'))})."
+                f"Clinical text suggests {nlp.primary_diagnosis} "
+                f"(confidence {fmt(nlp.diagnosis_confidence)})."
             )
         else:
             sentences.append("Clinical text names no leading condition.")
@@ -271,41 +229,38 @@ def _conclusion(
             sentences.append("Negated in the text: " + ", ".join(negated) + ".")
     if fusion is not None:
         sentences.append(
-            f"Image-text alignment {fusion.get('alignment') or 'unknown'} "
-            f"(similarity {fmt(fusion.get('image_text_similarity'))})"
-            + ("; the sources disagree." if fusion.get("disagreement") else ".")
+            f"Image-text alignment {fusion.alignment.value} "
+            f"(similarity {fmt(fusion.image_text_similarity)})"
+            + ("; the sources disagree." if fusion.disagreement else ".")
         )
     for part, reason in missing.items():
         sentences.append(f"{PART_LABELS[part]} {not_available(reason)}.")
-    if final_risk:
-        sentences.append(f"Overall risk: {final_risk}.")
+    if result.final_risk is not None:
+        sentences.append(f"Overall risk: {result.final_risk.value}.")
     return " ".join(sentences)
 
 
-def _recommendations(
-    result: Mapping[str, Any],
-    fusion: Mapping[str, Any] | None,
-    missing: dict[str, str],
-    final_risk: str | None,
-) -> tuple[str, ...]:
-    given = result.get("recommendations")
-    if isinstance(given, list) and all(isinstance(r, str) for r in given) and given:
-        return tuple(given)
-    recs: list[str] = []
-    if final_risk == "HIGH":
-        recs.append("Prioritise review of this study by a radiologist.")
-    elif final_risk == "MODERATE":
-        recs.append(
-            "Review by a radiologist in the routine worklist; correlate with the clinical history."
-        )
-    elif final_risk == "LOW":
-        recs.append(
-            "No anomaly flagged above the threshold; report through the standard workflow. "
-            "A low score does not exclude disease."
-        )
-    else:
-        recs.append("No risk level could be computed: review the study manually.")
-    if fusion is not None and (fusion.get("disagreement") or fusion.get("alignment") == "conflict"):
+_RISK_ADVICE: dict[RiskLevel, str] = {
+    RiskLevel.HIGH: "Prioritise review of this study by a radiologist.",
+    RiskLevel.MEDIUM: (
+        "Review by a radiologist in the routine worklist; correlate with the clinical history."
+    ),
+    RiskLevel.LOW: (
+        "No anomaly flagged above the threshold; report through the standard workflow. "
+        "A low score does not exclude disease."
+    ),
+}
+
+
+def _recommendations(result: AnalysisResult, missing: dict[str, str]) -> tuple[str, ...]:
+    risk = result.final_risk
+    recs = [
+        _RISK_ADVICE[risk]
+        if risk is not None
+        else "No risk level could be computed: review the study manually."
+    ]
+    fusion = result.fusion
+    if fusion is not None and (fusion.disagreement or fusion.alignment is Alignment.CONFLICT):
         recs.append("Image and clinical-text findings disagree: review both before acting.")
     if missing:
         parts = ", ".join(PART_LABELS[p].lower() for p in missing)
@@ -317,49 +272,45 @@ def _recommendations(
     return tuple(recs)
 
 
-def build_content(result: Mapping[str, Any]) -> ReportContent:
+def build_content(result: AnalysisResult) -> ReportContent:
     """Read an analysis result into the content every report format shows."""
-    session_id = _text(result.get("session_id"))
-    if session_id is None:
+    if not result.session_id:
         raise ValueError("the analysis result has no session_id")
-    status = str(result.get("overall_status") or "UNKNOWN").upper()
-    raw_warnings = result.get("warnings")
-    warnings = tuple(str(w) for w in (raw_warnings if isinstance(raw_warnings, list) else []) if w)
-    vision = _mapping(result.get("vision"))
-    nlp = _mapping(result.get("nlp"))
-    fusion = _mapping(result.get("fusion"))
-    parts = {"vision": vision, "nlp": nlp, "fusion": fusion}
+    status = result.overall_status
+    warnings = tuple(w for w in result.warnings if w)
+    present = {"vision": result.vision, "nlp": result.nlp, "fusion": result.fusion}
     # A failed analysis often records one error for everything; each part then shows it.
-    fallback = f"the analysis failed: {warnings[0]}" if status == "FAILED" and warnings else None
-    missing = {p: missing_reason(warnings, p, fallback) for p in PARTS if parts[p] is None}
-    heatmap_png, heatmap_missing = decode_heatmap(vision)
-    if vision is None:
+    fallback = (
+        f"the analysis failed: {warnings[0]}"
+        if status is OverallStatus.FAILED and warnings
+        else None
+    )
+    missing = {p: missing_reason(warnings, p, fallback) for p in PARTS if present[p] is None}
+    heatmap, media_type, heatmap_missing = _heatmap(result)
+    if result.vision is None:
         heatmap_missing = missing["vision"]
-    entities = _entities(nlp)
-    final_risk = _final_risk(vision, fusion)
-    raw_timings = _mapping(result.get("timings")) or {}
-    timings = {
-        str(k): v for k, v in ((k, as_float(v)) for k, v in raw_timings.items()) if v is not None
-    }
+    entities = _entities(result.nlp)
     return ReportContent(
-        session_id=session_id,
-        task_id=_text(result.get("task_id")),
-        patient_ref=_text(result.get("patient_ref")),
-        created_at=parse_time(result.get("created_at")),
-        completed_at=parse_time(result.get("completed_at")),
+        session_id=result.session_id,
+        task_id=result.task_id or None,
+        patient_ref=result.patient_ref or None,
+        created_at=result.created_at,
+        completed_at=result.completed_at,
         status=status,
-        vision=vision,
-        nlp=nlp,
-        fusion=fusion,
+        vision=result.vision,
+        nlp=result.nlp,
+        fusion=result.fusion,
+        components=_components(result.vision),
         missing=missing,
-        heatmap_png=heatmap_png,
+        heatmap=heatmap,
+        heatmap_media_type=media_type,
         heatmap_missing=heatmap_missing,
         entities=entities,
-        final_risk=final_risk,
-        conclusion=_conclusion(vision, nlp, fusion, entities, missing, final_risk),
-        recommendations=_recommendations(result, fusion, missing, final_risk),
-        narrative=str(result.get("report_text") or "").strip(),
+        final_risk=result.final_risk,
+        conclusion=_conclusion(result, entities, missing),
+        recommendations=_recommendations(result, missing),
+        narrative=result.report_text.strip(),
         warnings=warnings,
-        provenance=_provenance(result, vision),
-        timings=timings,
+        provenance=_provenance(result),
+        timings=result.timings,
     )

@@ -24,14 +24,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
+from backend.contract import AnalysisResult, OverallStatus, RiskLevel
 from backend.reports.content import (
-    COMPONENT_LABELS,
     DISCLAIMER,
     PART_LABELS,
     ReportContent,
@@ -57,8 +56,16 @@ TASK_ID = "urn:medsight:fhir:task-id"
 PATIENT_REF = "urn:medsight:fhir:patient-ref"
 SHA256 = "urn:medsight:fhir:sha256"
 
-REPORT_STATUS = {"COMPLETE": "preliminary", "PARTIAL": "partial", "FAILED": "cancelled"}
-RISK_DISPLAY = {"LOW": "Low risk", "MODERATE": "Moderate risk", "HIGH": "High risk"}
+REPORT_STATUS = {
+    OverallStatus.COMPLETE: "preliminary",
+    OverallStatus.PARTIAL: "partial",
+    OverallStatus.FAILED: "cancelled",
+}
+RISK_DISPLAY = {
+    RiskLevel.LOW: "Low risk",
+    RiskLevel.MEDIUM: "Medium risk",
+    RiskLevel.HIGH: "High risk",
+}
 
 
 def _coding(system: str, code: str, display: str | None = None) -> dict[str, Any]:
@@ -176,8 +183,8 @@ def _score_observation(
     vision = content.vision
     if vision is None:
         return _observation(content, when, code, "vision")
-    score = as_float(vision.get("anomaly_score"))
-    threshold = as_float(vision.get("threshold"))
+    score = as_float(vision.anomaly_score)
+    threshold = as_float(vision.threshold)
     if threshold is None:
         threshold = content.provenance.threshold
     fields: dict[str, Any] = {}
@@ -199,17 +206,17 @@ def _score_observation(
     if device is not None:
         fields["device"] = device
     components: list[dict[str, Any]] = []
-    raw = vision.get("components")
-    for key, comp in raw.items() if isinstance(raw, Mapping) else []:
-        if not isinstance(comp, Mapping):
-            continue
-        label = COMPONENT_LABELS.get(str(key), str(key))
-        for part, unit_text in (("value", "raw value"), ("z", "z-score")):
-            number = as_float(comp.get(part))
+    for comp in content.components:
+        for part, number, unit_text in (
+            ("value", comp.value, "raw value"),
+            ("z", comp.z, "z-score"),
+        ):
             if number is not None:
                 components.append(
                     {
-                        "code": _local(f"component-{key}-{part}", f"{label}, {unit_text}"),
+                        "code": _local(
+                            f"component-{comp.key}-{part}", f"{comp.label}, {unit_text}"
+                        ),
                         "valueQuantity": {
                             "value": number,
                             "unit": "1",
@@ -218,15 +225,15 @@ def _score_observation(
                         },
                     }
                 )
-    for key, text in (
-        ("model_confidence", "Model confidence (0-1)"),
-        ("ood_score", "Out-of-distribution score"),
+    for key, value, text in (
+        ("model-confidence", vision.model_confidence, "Model confidence (0-1)"),
+        ("ood-score", vision.ood_score, "Out-of-distribution score"),
     ):
-        number = as_float(vision.get(key))
+        number = as_float(value)
         if number is not None:
             components.append(
                 {
-                    "code": _local(key.replace("_", "-"), text),
+                    "code": _local(key, text),
                     "valueQuantity": {"value": number, "unit": "1", "system": UCUM, "code": "1"},
                 }
             )
@@ -235,8 +242,8 @@ def _score_observation(
     return _observation(content, when, code, **fields)
 
 
-def _risk_concept(risk: str) -> dict[str, Any]:
-    return _concept(RISK_CODE, risk, RISK_DISPLAY.get(risk, risk))
+def _risk_concept(risk: RiskLevel) -> dict[str, Any]:
+    return _concept(RISK_CODE, risk.value, RISK_DISPLAY[risk])
 
 
 def _risk_observation(content: ReportContent, when: str) -> dict[str, Any]:
@@ -248,11 +255,11 @@ def _risk_observation(content: ReportContent, when: str) -> dict[str, Any]:
             content, when, code, dataAbsentReason=_concept(ABSENT, "unknown", "Unknown")
         )
     components = []
-    if content.vision is not None and isinstance(content.vision.get("risk_level"), str):
+    if content.vision is not None:
         components.append(
             {
                 "code": _local("image-risk-level", "Image-only risk level"),
-                "valueCodeableConcept": _risk_concept(str(content.vision["risk_level"]).upper()),
+                "valueCodeableConcept": _risk_concept(content.vision.risk_level),
             }
         )
     fields: dict[str, Any] = {"valueCodeableConcept": _risk_concept(content.final_risk)}
@@ -271,7 +278,7 @@ def _fusion_observation(content: ReportContent, when: str) -> dict[str, Any]:
     if fusion is None:
         return _observation(content, when, code, "fusion")
     components: list[dict[str, Any]] = []
-    similarity = as_float(fusion.get("image_text_similarity"))
+    similarity = as_float(fusion.image_text_similarity)
     if similarity is not None:
         components.append(
             {
@@ -282,15 +289,14 @@ def _fusion_observation(content: ReportContent, when: str) -> dict[str, Any]:
     components.append(
         {
             "code": _local("sources-disagree", "Image and text disagree"),
-            "valueBoolean": bool(fusion.get("disagreement")),
+            "valueBoolean": fusion.disagreement,
         }
     )
-    alignment = str(fusion.get("alignment") or "unknown")
     return _observation(
         content,
         when,
         code,
-        valueCodeableConcept={"text": alignment},
+        valueCodeableConcept={"text": fusion.alignment.value},
         component=components,
     )
 
@@ -302,17 +308,13 @@ def _text_observation(
     nlp = content.nlp
     if nlp is None:
         return _observation(content, when, code, "nlp")
-    primary = nlp.get("primary_diagnosis")
-    value = primary if isinstance(primary, str) and primary else "no leading condition"
+    value = nlp.primary_diagnosis or "no leading condition"
     components: list[dict[str, Any]] = []
-    differential = nlp.get("differential")
-    for item in differential if isinstance(differential, list) else []:
-        if not isinstance(item, Mapping) or not item.get("condition"):
+    for item in nlp.differential:
+        if not item.disease:
             continue
-        confidence = as_float(item.get("confidence"))
-        comp: dict[str, Any] = {
-            "code": {"text": f"Differential: {item['condition']} (confidence 0-1)"}
-        }
+        confidence = as_float(item.confidence)
+        comp: dict[str, Any] = {"code": {"text": f"Differential: {item.disease} (confidence 0-1)"}}
         if confidence is None:
             comp["dataAbsentReason"] = _concept(ABSENT, "unknown", "Unknown")
         else:
@@ -345,13 +347,13 @@ def _device(
         "type": {"text": kind},
         "version": [{"value": version}],
     }
-    if sha and sha != "unknown":
+    if sha:
         device["identifier"] = [{"system": SHA256, "value": sha}]
     return bundle.add(name, {**device, **extra})
 
 
 def build_fhir_bundle(
-    result: dict[str, Any], *, base_url: str = "urn:uuid:", pdf: bytes | None = None
+    result: AnalysisResult, *, base_url: str = "urn:uuid:", pdf: bytes | None = None
 ) -> dict[str, Any]:
     """Export an analysis result as a JSON-ready FHIR R4 collection Bundle.
 
@@ -392,8 +394,8 @@ def build_fhir_bundle(
         **threshold_property,
     )
     devices = {
-        m.role: _device(bundle, f"device-{m.role}", m.name, m.version, m.sha256, f"{m.role} model")
-        for m in prov.models
+        role: _device(bundle, f"device-{role}", m.name, m.version, m.sha256, f"{role} model")
+        for role, m in prov.models.items()
     }
 
     observations = [
@@ -422,7 +424,7 @@ def build_fhir_bundle(
     ]
 
     media_links: list[dict[str, Any]] = []
-    if content.heatmap_png is not None:
+    if content.heatmap is not None and content.heatmap_media_type is not None:
         media = bundle.add(
             "media-heatmap",
             {
@@ -432,8 +434,8 @@ def build_fhir_bundle(
                 **_subject(content),
                 "createdDateTime": when,
                 "content": _attachment(
-                    content.heatmap_png,
-                    "image/png" if content.heatmap_png.startswith(b"\x89PNG") else "image/jpeg",
+                    content.heatmap,
+                    content.heatmap_media_type,
                     "Original (CLAHE) | anomaly heatmap | overlay",
                     when,
                 ),
@@ -447,7 +449,7 @@ def build_fhir_bundle(
         "text": _narrative(content.conclusion, DISCLAIMER),
         "identifier": [{"system": SESSION_ID, "value": content.session_id}]
         + ([{"system": TASK_ID, "value": content.task_id}] if content.task_id else []),
-        "status": REPORT_STATUS.get(content.status, "preliminary"),
+        "status": REPORT_STATUS[content.status],
         "category": [_concept(V2_0074, "RAD", "Radiology")],
         "code": _concept(LOINC, "18748-4", "Diagnostic imaging study"),
         **_subject(content),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -28,8 +27,8 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from backend.contract import AnalysisResult, OverallStatus, RiskLevel, VisionFindings
 from backend.reports.content import (
-    COMPONENT_LABELS,
     DISCLAIMER,
     PART_LABELS,
     ReportContent,
@@ -53,14 +52,15 @@ INK = colors.HexColor("#1F2933")
 MUTED = colors.HexColor("#616E7C")
 RULE = colors.HexColor("#CBD2D9")
 SHADE = colors.HexColor("#F0F4F8")
-RISK_COLOURS: dict[str, Any] = {
-    "HIGH": colors.HexColor("#B71C1C"),
-    "MODERATE": colors.HexColor("#C25E00"),
-    "LOW": colors.HexColor("#1B5E20"),
+CAUTION = colors.HexColor("#C25E00")  # medium risk, and whatever is missing or incomplete
+RISK_COLOURS: dict[RiskLevel, colors.Color] = {
+    RiskLevel.HIGH: colors.HexColor("#B71C1C"),
+    RiskLevel.MEDIUM: CAUTION,
+    RiskLevel.LOW: colors.HexColor("#1B5E20"),
 }
-STATUS_COLOURS: dict[str, Any] = {
-    "PARTIAL": colors.HexColor("#FFF4E5"),
-    "FAILED": colors.HexColor("#FDECEA"),
+STATUS_COLOURS: dict[OverallStatus, colors.Color] = {
+    OverallStatus.PARTIAL: colors.HexColor("#FFF4E5"),
+    OverallStatus.FAILED: colors.HexColor("#FDECEA"),
 }
 
 
@@ -115,7 +115,7 @@ def _grid(rows: list[list[Any]], widths: list[float], style: TableStyle = GRID) 
 def _missing_note(part: str, reason: str) -> Paragraph:
     return Paragraph(
         f"<b>{escape(PART_LABELS[part])}:</b> <i>{escape(not_available(reason))}</i>",
-        _style("missing", textColor=RISK_COLOURS["MODERATE"]),
+        _style("missing", textColor=CAUTION),
     )
 
 
@@ -179,7 +179,7 @@ def _identity(content: ReportContent) -> list[Flowable]:
         ("Patient reference", content.patient_ref or "not recorded"),
         ("Session", content.session_id),
         ("Analysed", _when(content.reported_at)),
-        ("Status", content.status),
+        ("Status", content.status.value),
     ]
     row = [[_p(k, label), _p(v, CELL_B)] for k, v in cells]
     table = Table(
@@ -199,18 +199,19 @@ def _identity(content: ReportContent) -> list[Flowable]:
     out: list[Flowable] = [_p("Chest X-ray decision-support report", TITLE), table]
     if content.task_id:
         out.append(_p(f"Task {content.task_id}", SMALL))
-    if content.status != "COMPLETE" or content.warnings:
+    if content.status is not OverallStatus.COMPLETE or content.warnings:
         out.append(Spacer(1, 4))
         out.append(_status_banner(content))
     return out
 
 
 def _status_banner(content: ReportContent) -> Flowable:
-    if content.status == "COMPLETE":
+    complete = content.status is OverallStatus.COMPLETE
+    if complete:
         lines = ["<b>Warnings recorded during the analysis.</b>"]
     else:
         lines = [
-            f"<b>{escape(content.status)} analysis.</b> Parts that could not be computed are "
+            f"<b>{escape(content.status.value)} analysis.</b> Parts that could not be computed are "
             "marked <i>not available</i> with the reason; do not read them as normal findings."
         ]
     lines += [f"\u2022 {escape(w)}" for w in content.warnings]
@@ -224,7 +225,7 @@ def _status_banner(content: ReportContent) -> Flowable:
                     (0, 0),
                     (-1, -1),
                     0.6,
-                    RULE if content.status == "COMPLETE" else RISK_COLOURS["MODERATE"],
+                    RULE if complete else CAUTION,
                 ),
             ]
         )
@@ -264,7 +265,7 @@ def _try_image(data: bytes | None, width: float, max_height: float) -> Image | N
 
 def _panels(content: ReportContent, original_png: bytes | None) -> list[Flowable]:
     out: list[Flowable] = [_p("Image and anomaly heatmap", H2)]
-    img = _try_image(content.heatmap_png, BODY_W, 75 * mm)
+    img = _try_image(content.heatmap, BODY_W, 75 * mm)
     if img is not None:
         captions = ["Original (CLAHE)", "Anomaly heatmap", "Overlay"]
         table = Table(
@@ -285,7 +286,7 @@ def _panels(content: ReportContent, original_png: bytes | None) -> list[Flowable
         )
         out.append(table)
         return out
-    if content.heatmap_png is not None:
+    if content.heatmap is not None:
         reason = "the heatmap image could not be decoded"
     else:
         reason = content.heatmap_missing or "the vision stage returned no heatmap"
@@ -296,29 +297,28 @@ def _panels(content: ReportContent, original_png: bytes | None) -> list[Flowable
     return out
 
 
-def _score_block(vision: Mapping[str, Any]) -> Flowable:
-    risk = str(vision.get("risk_level") or "unknown").upper()
-    colour = RISK_COLOURS.get(risk, INK)
+def _score_block(vision: VisionFindings, content: ReportContent) -> Flowable:
+    colour = RISK_COLOURS[vision.risk_level]
     summary = Table(
         [
             [_p("Anomaly score", CELL_MUTED)],
-            [Paragraph(f"{fmt(vision.get('anomaly_score'), 1)}<font size=10> / 100</font>", SCORE)],
+            [Paragraph(f"{fmt(vision.anomaly_score, 1)}<font size=10> / 100</font>", SCORE)],
             [
                 Paragraph(
-                    f'<font color="{colour.hexval()}"><b>{escape(risk)} risk</b></font>',
+                    f'<font color="{colour.hexval()}"><b>{vision.risk_level.value} risk</b></font>',
                     _style("risk", fontSize=12, leading=15),
                 )
             ],
             [
                 _p(
-                    f"Threshold {fmt(vision.get('threshold'), 1)} (scores at or above are flagged)",
+                    f"Threshold {fmt(vision.threshold, 1)} (scores at or above are flagged)",
                     CELL_MUTED,
                 )
             ],
-            [_p(f"Model confidence {fmt(vision.get('model_confidence'))}", CELL_MUTED)],
+            [_p(f"Model confidence {fmt(vision.model_confidence)}", CELL_MUTED)],
             *(
-                [[_p(f"Out-of-distribution score {fmt(vision.get('ood_score'))}", CELL_MUTED)]]
-                if as_float(vision.get("ood_score")) is not None
+                [[_p(f"Out-of-distribution score {fmt(vision.ood_score)}", CELL_MUTED)]]
+                if as_float(vision.ood_score) is not None
                 else []
             ),
         ],
@@ -327,21 +327,12 @@ def _score_block(vision: Mapping[str, Any]) -> Flowable:
     summary.setStyle(
         TableStyle([("BOX", (0, 0), (-1, -1), 0.8, colour), ("LEFTPADDING", (0, 0), (-1, -1), 6)])
     )
-    components = vision.get("components")
     rows: list[list[Any]] = [
         [_p("Score component", CELL_B), _p("Value", CELL_B), _p("z-score", CELL_B)]
     ]
-    if isinstance(components, Mapping) and components:
-        for key, comp in components.items():
-            comp = comp if isinstance(comp, Mapping) else {}
-            rows.append(
-                [
-                    _p(COMPONENT_LABELS.get(str(key), str(key)), CELL),
-                    _p(_num(comp.get("value")), CELL),
-                    _p(fmt(comp.get("z")), CELL),
-                ]
-            )
-    else:
+    for comp in content.components:
+        rows.append([_p(comp.label, CELL), _p(_num(comp.value), CELL), _p(fmt(comp.z), CELL)])
+    if not content.components:
         rows.append([_p(not_available("no score components recorded"), CELL_MUTED), "", ""])
     comp_table = _grid(rows, [0.36 * BODY_W, 0.13 * BODY_W, 0.13 * BODY_W])
     note = _p(
@@ -360,7 +351,7 @@ def _score_block(vision: Mapping[str, Any]) -> Flowable:
     return outer
 
 
-def _num(value: Any) -> str:
+def _num(value: float | None) -> str:
     number = as_float(value)
     if number is None:
         return "\u2013"
@@ -377,19 +368,18 @@ def _vision(content: ReportContent) -> list[Flowable]:
     if vision is None:
         out.append(_missing_note("vision", content.missing["vision"]))
         return out
-    out.append(_score_block(vision))
-    regions = vision.get("top_regions")
-    if isinstance(regions, list) and regions:
+    out.append(_score_block(vision, content))
+    if vision.top_regions:
         rows: list[list[Any]] = [
             [_p(h, CELL_B) for h in ("Region", "x, y (px)", "Size (px)", "Confidence")]
         ]
-        for i, reg in enumerate(r for r in regions if isinstance(r, Mapping)):
+        for i, reg in enumerate(vision.top_regions):
             rows.append(
                 [
                     _p(str(i + 1), CELL),
-                    _p(f"{fmt(reg.get('x'), 0)}, {fmt(reg.get('y'), 0)}", CELL),
-                    _p(f"{fmt(reg.get('width'), 0)} \u00d7 {fmt(reg.get('height'), 0)}", CELL),
-                    _p(fmt(reg.get("confidence")), CELL),
+                    _p(f"{fmt(reg.x, 0)}, {fmt(reg.y, 0)}", CELL),
+                    _p(f"{fmt(reg.width, 0)} \u00d7 {fmt(reg.height, 0)}", CELL),
+                    _p(fmt(reg.confidence), CELL),
                 ]
             )
         out += [
@@ -406,12 +396,11 @@ def _text_findings(content: ReportContent) -> list[Flowable]:
     if nlp is None:
         out.append(_missing_note("nlp", content.missing["nlp"]))
         return out
-    primary = nlp.get("primary_diagnosis")
-    if isinstance(primary, str) and primary:
+    if nlp.primary_diagnosis:
         out.append(
             Paragraph(
-                f"Leading condition from the text: <b>{escape(primary)}</b> "
-                f"(confidence {fmt(nlp.get('diagnosis_confidence'))})",
+                f"Leading condition from the text: <b>{escape(nlp.primary_diagnosis)}</b> "
+                f"(confidence {fmt(nlp.diagnosis_confidence)})",
                 BODY,
             )
         )
@@ -433,12 +422,9 @@ def _text_findings(content: ReportContent) -> list[Flowable]:
     if len(ent_rows) == 1:
         ent_rows.append([_p("none found", CELL_MUTED), "", ""])
     diff_rows: list[list[Any]] = [[_p("Differential", CELL_B), _p("Confidence", CELL_B)]]
-    differential = nlp.get("differential")
-    for item in differential if isinstance(differential, list) else []:
-        if isinstance(item, Mapping) and item.get("condition"):
-            diff_rows.append(
-                [_p(str(item["condition"]), CELL), _p(fmt(item.get("confidence")), CELL)]
-            )
+    for item in nlp.differential:
+        if item.disease:
+            diff_rows.append([_p(item.disease, CELL), _p(fmt(item.confidence), CELL)])
     if len(diff_rows) == 1:
         diff_rows.append([_p("none", CELL_MUTED), ""])
     outer = Table(
@@ -472,10 +458,10 @@ def _fusion(content: ReportContent) -> list[Flowable]:
             _p("Sources disagree", CELL_B),
         ],
         [
-            _p(fmt(fusion.get("image_text_similarity")), CELL),
-            _p(str(fusion.get("alignment") or "\u2013"), CELL),
-            _p(str(fusion.get("final_risk") or "\u2013"), CELL),
-            _p("yes" if fusion.get("disagreement") else "no", CELL),
+            _p(fmt(fusion.image_text_similarity), CELL),
+            _p(fusion.alignment.value, CELL),
+            _p(fusion.final_risk.value, CELL),
+            _p("yes" if fusion.disagreement else "no", CELL),
         ],
     ]
     out.append(_grid(rows, [0.25 * BODY_W] * 4))
@@ -506,19 +492,19 @@ def _provenance(content: ReportContent) -> list[Flowable]:
             _p(prov.image_sha256 or "not recorded", HASH),
         ]
     )
-    for model in prov.models:
+    for role, model in prov.models.items():
         rows.append(
             [
-                _p(f"Model: {model.role}", CELL),
+                _p(f"Model: {role}", CELL),
                 _p(f"{model.name} {model.version}", CELL),
-                _p(model.sha256, HASH),
+                _p(model.sha256 or "unknown", HASH),
             ]
         )
     if not prov.models:
         rows.append([_p("Models", CELL), _p("not recorded", CELL_MUTED), ""])
     rows.append([_p("Decision threshold", CELL), _p(fmt(prov.threshold, 1), CELL), ""])
     rows.append([_p("Code version", CELL), _p(prov.code_version or "not recorded", CELL), ""])
-    total = content.timings.get("total_ms")
+    total = as_float(content.timings.total_ms)
     if total:  # a failed analysis records 0 ms
         rows.append([_p("Processing time", CELL), _p(f"{total:.0f} ms", CELL), ""])
     block: list[Flowable] = [
@@ -534,7 +520,7 @@ def _provenance(content: ReportContent) -> list[Flowable]:
     return [KeepTogether(block), Spacer(1, 8), KeepTogether([disclaimer])]
 
 
-def render_pdf(result: dict[str, Any], *, original_png: bytes | None = None) -> bytes:
+def render_pdf(result: AnalysisResult, original_png: bytes | None = None) -> bytes:
     """Render an analysis result as a one- or two-page clinical PDF."""
     content = build_content(result)
     # ASCII85 only makes binary streams 25% larger, and without ReportLab's optional C

@@ -56,8 +56,11 @@ def test_each_fixture_completes_within_5s_with_consistent_fields(server: Server)
                 assert vision["risk_level"] != "LOW"
             for key in ("recon", "kl", "vit"):
                 assert key in vision["components"] and "z" in vision["components"][key]
-            jpeg = base64.b64decode(vision["heatmap_base64"])
+            head, _, payload = vision["heatmap_base64"].partition(",")
+            assert head == "data:image/jpeg;base64"  # a data URI, usable as <img src>
+            jpeg = base64.b64decode(payload)
             assert jpeg.startswith(b"\xff\xd8\xff") and vision["heatmap_media_type"] == "image/jpeg"
+            assert result["schema_version"] == 2
             assert len(jpeg) < 150_000  # the result body stays small
             for box in vision["top_regions"]:
                 assert 0 <= box["x"] < 256 and 0 <= box["y"] < 256 and box["width"] > 0

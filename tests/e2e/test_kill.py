@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from backend.auth.audit import record_audit, verify_chain
+from backend.audit.service import record_audit, verify_chain
 from backend.db.models import AuditEvent
 from backend.db.session import create_engine, create_sessionmaker
 from tests.conftest import PG_URL, fixture_images

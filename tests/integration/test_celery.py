@@ -1,4 +1,6 @@
-"""QUEUE_BACKEND=celery with real Redis and real worker processes (`python -m backend.jobs.worker`).
+"""QUEUE_BACKEND=celery with real Redis and real worker processes.
+
+Workers run as `python -m backend.analysis.worker`.
 
 Needs REDIS_URL (CI: redis://127.0.0.1:6379/0); the tests use database 14 of that server and
 flush only that one. Analyses go in through the API; workers are separate process groups.
@@ -27,7 +29,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
+from backend.accounts.caller import Owner
 from backend.analysis import service
+from backend.analysis.worker import WorkerRuntime
 from backend.config import Settings
 from backend.db.base import new_id, utcnow
 from backend.db.models import Analysis, Job
@@ -35,12 +39,9 @@ from backend.db.session import create_engine, create_sessionmaker, transaction
 from backend.jobs.celery_app import CeleryOptions
 from backend.jobs.celery_queue import CeleryQueue
 from backend.jobs.store import JobStore, mark_job_done
-from backend.jobs.worker import WorkerRuntime
 from backend.main import create_app
-from backend.observability import install_metrics
-from backend.state import AppState
 from backend.storage.local import LocalStorage
-from tests.conftest import REPO, fixture_images, make_settings
+from tests.conftest import REPO, AppParts, fixture_images, make_settings, parts
 
 needs_redis = pytest.mark.skipif(
     not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set (needs a real Redis)"
@@ -134,14 +135,14 @@ class Cluster:
     workers: list[WorkerProc] = field(default_factory=list)
 
     @property
-    def state(self) -> AppState:
-        return self.app.state.medsight  # type: ignore[no-any-return]
+    def state(self) -> AppParts:
+        return parts(self.app)
 
     def start_worker(self, name: str) -> WorkerProc:
         log = self.data_dir / f"worker-{name}.log"
         handle = open(log, "wb")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.jobs.worker", "--hostname", f"{name}@test"],
+            [sys.executable, "-m", "backend.analysis.worker", "--hostname", f"{name}@test"],
             cwd=REPO,
             env=self.env,
             stdout=handle,
@@ -232,7 +233,6 @@ async def cluster(
         }
     )
     app = create_app(settings)
-    install_metrics(app)  # no-op once create_app installs it itself
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=30) as c:
@@ -290,7 +290,7 @@ async def test_lost_publishes_are_resent_and_a_failing_job_ends_failed_with_reas
 ) -> None:
     """An API crash between commit and publish loses nothing: the sweep sends the row again."""
     images = fixture_images()
-    owner = service.Owner.anonymous()
+    owner = Owner.anonymous()
     state = cluster.state
     submitted = []
     async with state.sessionmaker() as session:
@@ -305,7 +305,7 @@ async def test_lost_publishes_are_resent_and_a_failing_job_ends_failed_with_reas
                     symptoms=None,
                     patient_ref=None,
                     idempotency_key=None,
-                    limiter=state.extras["io_limiter"],
+                    limiter=state.runtime.io_limiter,
                 )
             )
     # The second one's upload vanished from storage: every attempt fails, visibly.
@@ -513,7 +513,7 @@ async def test_worker_runtime_runs_jobs_on_its_own_loop_and_fails_hung_attempts(
                     session,
                     storage=storage,
                     settings=settings,
-                    owner=service.Owner.anonymous(),
+                    owner=Owner.anonymous(),
                     data=image,
                     symptoms=None,
                     patient_ref=None,

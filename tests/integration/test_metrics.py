@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend.main import create_app
-from backend.observability import install_metrics, instrument_pipeline
-from tests.conftest import fixture_images, make_settings
+from backend.observability import install_metrics
+from tests.conftest import fixture_images, make_settings, parts
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -45,10 +45,8 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
 @pytest.fixture
 async def metrics_app(tmp_path: Path, database_url: str) -> AsyncIterator[FastAPI]:
     settings = make_settings(tmp_path, database_url, rate_limit_analyze="100000/hour")
-    app = create_app(settings)
-    metrics = install_metrics(app)
+    app = create_app(settings)  # its lifespan records every pipeline run in the app's metrics
     async with app.router.lifespan_context(app):
-        instrument_pipeline(app.state.medsight.pipeline, metrics)
         yield app
 
 
@@ -124,8 +122,6 @@ async def test_analysis_updates_queue_depth_stage_durations_and_model_state(
 async def test_each_app_has_its_own_registry(tmp_path: Path, database_url: str) -> None:
     first = create_app(make_settings(tmp_path / "a", database_url))
     second = create_app(make_settings(tmp_path / "b", database_url))
-    install_metrics(first)
-    install_metrics(second)
     assert install_metrics(first) is first.state.metrics  # installing twice changes nothing
     async with first.router.lifespan_context(first), second.router.lifespan_context(second):
         async with client_for(first) as a, client_for(second) as b:
@@ -137,10 +133,8 @@ async def test_each_app_has_its_own_registry(tmp_path: Path, database_url: str) 
     assert value(samples_b, count, route="/api/v1/health", method="GET", status="200") is None
 
 
-async def test_metrics_token_protects_the_endpoint(
-    metrics_app: FastAPI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("METRICS_TOKEN", "scrape-token-for-tests")
+async def test_metrics_token_protects_the_endpoint(metrics_app: FastAPI) -> None:
+    parts(metrics_app).settings.metrics_token = "scrape-token-for-tests"  # METRICS_TOKEN
     async with client_for(metrics_app) as client:
         denied = await client.get("/metrics")
         assert denied.status_code == 401

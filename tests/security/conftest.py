@@ -15,10 +15,10 @@ import pytest
 from argon2 import PasswordHasher, Type
 from fastapi import FastAPI
 
-from backend.auth import install_auth, passwords
+from backend.accounts import passwords
 from backend.config import Settings
 from backend.main import create_app
-from tests.conftest import fixture_images, make_settings
+from tests.conftest import fixture_images, make_settings, parts
 from tests.fakes.oidc import CLIENT_ID, CLIENT_SECRET, FakeOIDCProvider
 
 
@@ -33,10 +33,7 @@ def fast_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def build_app(settings: Settings) -> FastAPI:
-    application = create_app(settings)
-    if not hasattr(application.state, "limiter"):
-        install_auth(application, settings)  # until create_app calls it itself
-    return application
+    return create_app(settings)
 
 
 @pytest.fixture
@@ -140,7 +137,7 @@ def app_with(tmp_path: Path, database_url: str) -> Any:
 
 async def pause_workers(application: FastAPI) -> None:
     """Stop the in-process workers: uploads stay queued, no model runs (these tests need none)."""
-    await application.state.medsight.queue.stop()
+    await parts(application).queue.stop()
 
 
 async def cancel_leftover_jobs(application: FastAPI) -> None:
@@ -150,7 +147,7 @@ async def cancel_leftover_jobs(application: FastAPI) -> None:
     from backend.db.models import Job
     from backend.db.session import transaction
 
-    async with transaction(application.state.medsight.sessionmaker) as session:
+    async with transaction(parts(application).sessionmaker) as session:
         await session.execute(update(Job).where(Job.status == "queued").values(status="cancelled"))
 
 

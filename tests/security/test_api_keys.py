@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from backend.db.models import ApiKey
-from tests.conftest import fixture_images
+from tests.conftest import fixture_images, parts
 from tests.integration.test_foundation import assert_problem
 from tests.security.conftest import client_for, fresh_peer, register_and_login, upload
 
@@ -27,7 +27,7 @@ async def test_api_key_lifecycle_and_scopes(quiet_app: FastAPI) -> None:
         assert key.startswith(f"msk_{created['prefix']}_")
 
         # Stored as a hash only; listing shows the prefix, never the key.
-        async with quiet_app.state.medsight.sessionmaker() as session:
+        async with parts(quiet_app).sessionmaker() as session:
             row = await session.scalar(select(ApiKey).where(ApiKey.id == created["id"]))
         assert row is not None and row.key_hash == hashlib.sha256(key.encode()).hexdigest()
         listed = await client.get("/api/v1/users/me/api-keys", headers=user["headers"])

@@ -9,9 +9,10 @@ import anyio
 from fastapi import FastAPI
 from sqlalchemy import delete, insert, select, update
 
-from backend.auth.audit import record_audit, verify_audit_chain
+from backend.audit.service import record_audit, verify_audit_chain
 from backend.db.models import AuditEvent
 from backend.db.session import transaction
+from tests.conftest import parts
 from tests.security.conftest import PASSWORD, client_for, fresh_peer, register_and_login
 
 
@@ -26,7 +27,7 @@ async def test_sign_ins_are_audited_and_the_chain_verifies(app: FastAPI, databas
         await client.post(
             "/api/v1/auth/login", json={"email": user["email"], "password": "nope" * 3}
         )
-    async with app.state.medsight.sessionmaker() as session:
+    async with parts(app).sessionmaker() as session:
         rows = (
             await session.scalars(
                 select(AuditEvent).where(AuditEvent.client_ip == peer).order_by(AuditEvent.id)
@@ -40,7 +41,7 @@ async def test_sign_ins_are_audited_and_the_chain_verifies(app: FastAPI, databas
 
 
 async def test_concurrent_appends_keep_one_chain(app: FastAPI, database_url: str) -> None:
-    factory = app.state.medsight.sessionmaker
+    factory = parts(app).sessionmaker
 
     async def append(i: int) -> None:
         async with transaction(factory) as session:
@@ -53,7 +54,7 @@ async def test_concurrent_appends_keep_one_chain(app: FastAPI, database_url: str
 
 
 async def test_edited_and_removed_rows_are_detected(app: FastAPI, database_url: str) -> None:
-    factory = app.state.medsight.sessionmaker
+    factory = parts(app).sessionmaker
     async with transaction(factory) as session:
         for i in range(3):
             await record_audit(session, actor_id="tamper", action="test.tamper", details={"i": i})
@@ -90,13 +91,13 @@ async def test_edited_and_removed_rows_are_detected(app: FastAPI, database_url: 
 async def test_a_submission_and_its_audit_event_commit_together(
     app: FastAPI, database_url: str
 ) -> None:
-    from tests.conftest import fixture_images
+    from tests.conftest import fixture_images, parts
     from tests.security.conftest import upload
 
     async with client_for(app, fresh_peer()) as client:
         user = await register_and_login(client)
         accepted = (await upload(client, user["headers"], fixture_images()[0])).json()
-    async with app.state.medsight.sessionmaker() as session:
+    async with parts(app).sessionmaker() as session:
         rows = (
             await session.scalars(
                 select(AuditEvent).where(

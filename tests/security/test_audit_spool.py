@@ -22,11 +22,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.auth.audit import record_audit, record_audits, verify_audit_chain
-from backend.auth.audit_spool import AuditSpool, _event
+from backend.audit.service import record_audit, record_audits, verify_audit_chain
+from backend.audit.spool import AuditSpool, _event
 from backend.db.models import AuditEvent
 from backend.db.session import create_engine, create_sessionmaker, transaction
 from backend.errors import ServiceUnavailableError
+from tests.conftest import parts
 from tests.security.conftest import client_for, finished_analysis, fresh_peer, register_and_login
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,7 +162,7 @@ async def test_a_spool_left_by_a_crash_is_chained_once(
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from backend.auth.audit_spool import AuditSpool, _event
+    from backend.audit.spool import AuditSpool, _event
     from backend.db.session import create_engine, create_sessionmaker
 
     async def main(url, directory, action, n):
@@ -224,7 +225,7 @@ async def test_reads_are_refused_when_the_backlog_is_full(factory: Any, tmp_path
 
 async def test_result_reads_are_audited_through_the_spool(app_with: Any, database_url: str) -> None:
     async with app_with(auth_required=True) as app:
-        state = app.state.medsight
+        state = parts(app)
         async with client_for(app, fresh_peer()) as client:
             alice = await register_and_login(client)
             session_id = await finished_analysis(client, alice["headers"])

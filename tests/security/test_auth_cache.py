@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import event, update
 
-from backend.auth.auth_cache import AuthCache, Identity, credentials_revoked
+from backend.accounts.auth_cache import AuthCache, Identity, credentials_revoked
 from backend.db.base import utcnow
 from backend.db.models import ApiKey, RefreshToken
 from backend.db.session import transaction
+from tests.conftest import parts
 from tests.integration.test_foundation import assert_problem
 from tests.security.conftest import client_for, fresh_peer, register_and_login
 
@@ -44,7 +45,7 @@ async def test_a_revocation_in_this_process_acts_at_once(app_with: Any) -> None:
 
 async def test_another_replicas_revocation_acts_within_the_ttl(app_with: Any) -> None:
     async with app_with(auth_required=True, auth_cache_ttl_s=0.5) as app:
-        state = app.state.medsight
+        state = parts(app)
         async with client_for(app, fresh_peer()) as client:
             alice = await register_and_login(client)
             created = await client.post(
@@ -73,7 +74,7 @@ async def test_another_replicas_revocation_acts_within_the_ttl(app_with: Any) ->
 
 async def test_a_cached_credential_costs_no_query(app_with: Any) -> None:
     async with app_with(auth_required=True, auth_cache_ttl_s=60) as app:
-        state = app.state.medsight
+        state = parts(app)
         async with client_for(app, fresh_peer()) as client:
             alice = await register_and_login(client)
             await client.get("/api/v1/health/ready", headers=alice["headers"])
@@ -99,7 +100,7 @@ async def test_a_revoking_transaction_drops_entries_again_at_commit(app_with: An
         cache = AuthCache(ttl_s=60)
         key = ("token", "u1", "f1")
         cache.put(key, Identity("u1"))
-        async with transaction(app.state.medsight.sessionmaker) as session:
+        async with transaction(parts(app).sessionmaker) as session:
             credentials_revoked(session)
             assert cache.get(key) is None
             cache.put(key, Identity("u1"))  # another request, reading the old state
@@ -116,7 +117,7 @@ async def test_a_revocation_committed_during_verification_is_not_cached_over(
         key = ("token", "u2", "f2")
 
         async def verify_while_revoked() -> Identity:
-            async with transaction(app.state.medsight.sessionmaker) as session:
+            async with transaction(parts(app).sessionmaker) as session:
                 credentials_revoked(session)
             return Identity("u2")
 

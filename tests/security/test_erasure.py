@@ -6,14 +6,14 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from backend.db.models import Analysis, ApiKey, ChatMessage, RefreshToken
-from tests.conftest import fixture_images
+from tests.conftest import fixture_images, parts
 from tests.integration.test_foundation import assert_problem
 from tests.security.conftest import PASSWORD, client_for, fresh_peer, register_and_login, upload
 from tests.security.test_ownership import seed_chat
 
 
 async def test_delete_me_erases_everything_of_mine_only(quiet_app: FastAPI) -> None:
-    state = quiet_app.state.medsight
+    state = parts(quiet_app)
     async with client_for(quiet_app, fresh_peer()) as client:
         alice = await register_and_login(client)
         bob = await register_and_login(client)

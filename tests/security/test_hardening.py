@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from backend.config import ConfigError, Settings
-from tests.conftest import fixture_images
+from tests.conftest import fixture_images, parts
 from tests.integration.test_foundation import assert_problem
 from tests.security.conftest import (
     cancel_leftover_jobs,
@@ -148,7 +148,7 @@ async def test_auth_required_outside_production_when_the_setting_says_so(app_wit
     declared = "auth_required" in Settings.model_fields
     async with app_with(**({"auth_required": True} if declared else {})) as app:
         if not declared:  # until Settings has the field
-            app.state.medsight.settings.__dict__["auth_required"] = True
+            parts(app).settings.__dict__["auth_required"] = True
         async with client_for(app, fresh_peer()) as client:
             assert_problem(await client.get("/api/v1/analyze/status/abc"), 401)
             user = await register_and_login(client)

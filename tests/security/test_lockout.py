@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from backend.auth import lockout
+from backend.accounts import lockout
 from tests.integration.test_foundation import assert_problem
 from tests.security.conftest import PASSWORD, client_for, register_and_login, unique_email
 

@@ -6,15 +6,16 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from backend.auth.maintenance import purge_expired_auth_state
+from backend.accounts.maintenance import purge_expired_auth_state
 from backend.db.base import new_id, utcnow
 from backend.db.models import LoginThrottle, OAuthState, RefreshToken
 from backend.db.session import transaction
+from tests.conftest import parts
 from tests.security.conftest import client_for, fresh_peer, register_and_login
 
 
 async def test_purge_drops_expired_and_keeps_live_state(app: FastAPI) -> None:
-    factory = app.state.medsight.sessionmaker
+    factory = parts(app).sessionmaker
     async with client_for(app, fresh_peer()) as client:
         user = await register_and_login(client)
     now = utcnow()
@@ -56,7 +57,7 @@ async def test_expired_analyses_are_purged_with_upload_and_cached_result(app: Fa
     from backend.analysis.maintenance import purge_expired
     from backend.db.models import Analysis
 
-    state = app.state.medsight
+    state = parts(app)
     old_at = utcnow() - timedelta(days=state.settings.retention_days + 1)
     rows = {}
     async with transaction(state.sessionmaker) as session:
@@ -82,7 +83,7 @@ async def test_expired_analyses_are_purged_with_upload_and_cached_result(app: Fa
             rows[name] = row
     for row in rows.values():
         state.results.put(row.id, b"{}", owner_key="anonymous", version=(row.status, ""))
-    assert await purge_expired(state) >= 1
+    assert await purge_expired(state.runtime, state.results) >= 1
     async with state.sessionmaker() as session:
         assert await session.get(Analysis, rows["old"].id) is None
         assert await session.get(Analysis, rows["recent"].id) is not None

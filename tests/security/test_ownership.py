@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tests.conftest import fixture_images
+from tests.conftest import fixture_images, parts
 from tests.security.conftest import client_for, fresh_peer, register_and_login, upload
 
 ID_PARAMS = {"task_id", "session_id", "conversation_id"}
@@ -43,7 +43,7 @@ async def seed_chat(application: FastAPI, owner_id: str, session_id: str) -> str
     from backend.db.models import ChatMessage
     from backend.db.session import transaction
 
-    async with transaction(application.state.medsight.sessionmaker) as session:
+    async with transaction(parts(application).sessionmaker) as session:
         session.add(
             ChatMessage(
                 conversation_id=session_id,

@@ -9,13 +9,14 @@ from sqlalchemy import delete
 
 from backend.db.models import Analysis, Job
 from backend.db.session import transaction
+from tests.conftest import parts
 from tests.integration.test_foundation import assert_problem
 from tests.security.conftest import client_for, finished_analysis, fresh_peer, register_and_login
 
 
 async def test_cached_results_are_owner_checked_and_deletions_are_seen(app_with: Any) -> None:
     async with app_with(auth_required=True, result_cache_revalidate_s=0.5) as app:
-        state = app.state.medsight
+        state = parts(app)
         async with client_for(app, fresh_peer()) as client:
             alice = await register_and_login(client)
             bob = await register_and_login(client)
@@ -38,7 +39,7 @@ async def test_cached_results_are_owner_checked_and_deletions_are_seen(app_with:
 
 async def test_erasing_an_account_drops_its_cached_results(app_with: Any) -> None:
     async with app_with(auth_required=True) as app:
-        state = app.state.medsight
+        state = parts(app)
         async with client_for(app, fresh_peer()) as client:
             alice = await register_and_login(client)
             session_id = await finished_analysis(client, alice["headers"])

@@ -11,6 +11,7 @@ import statistics
 import time
 from pathlib import Path
 
+from backend.contract import load_result
 from backend.ml.embeddings import load_minilm
 from backend.ml.rag import ChatContext, ChatEngine, open_retriever
 
@@ -24,10 +25,24 @@ MESSAGES = [
     "How is tuberculosis treated?",
     "How accurate is this?",
 ]
-ANALYSIS = {
-    "vision": {"anomaly_score": 71.4, "threshold": 55.0, "risk_level": "HIGH"},
-    "fusion": {"final_risk": "HIGH", "alignment": "consistent"},
-}
+ANALYSIS = load_result(
+    {
+        "session_id": "bench",
+        "overall_status": "COMPLETE",
+        "vision": {
+            "anomaly_score": 71.4,
+            "threshold": 55.0,
+            "risk_level": "HIGH",
+            "model_confidence": 0.6,
+        },
+        "fusion": {
+            "final_risk": "HIGH",
+            "alignment": "strong",
+            "image_text_similarity": 0.8,
+            "disagreement": False,
+        },
+    }
+)
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -27,5 +27,5 @@ class AuditEvent(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
     # Set on events that went through a local spool first: makes their replay after a crash
-    # idempotent (backend/auth/audit_spool.py). Not part of the hash.
+    # idempotent (backend/audit/spool.py). Not part of the hash.
     event_key: Mapped[str | None] = mapped_column(String(32), unique=True)

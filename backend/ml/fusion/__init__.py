@@ -11,12 +11,12 @@ Formula (all inputs clipped to their ranges):
 - image_text_similarity = 1 - |v - t|.
 - alignment: v and t on the same side of 0.5 -> "strong" if similarity >= 0.75 else "moderate";
   on different sides -> "weak" if similarity >= 0.5 else "conflict".
-- final_score = 100 * (0.75 v + 0.25 t); final_risk HIGH >= 65, MODERATE >= 35, else LOW;
-  text never lowers a HIGH vision risk below MODERATE, and a disagreement is at least MODERATE.
+- final_score = 100 * (0.75 v + 0.25 t); final_risk HIGH >= 65, MEDIUM >= 35, else LOW;
+  text never lowers a HIGH vision risk below MEDIUM, and a disagreement is at least MEDIUM.
 - disagreement: image abnormal (v >= 0.5) while the text points nowhere (t < 0.2), or the
   text points strongly to a chest condition (t >= 0.6) while the image is normal (v < 0.5).
 - a missing stage: similarity 0.0, alignment "weak", risk from the stage that ran (text alone is
-  at most MODERATE); both missing -> final_risk "UNKNOWN".
+  at most MEDIUM); both missing -> final_risk "UNKNOWN".
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
+from backend.contract import RiskLevel
 from backend.ml.fusion.evidence import TextEvidence, text_evidence
 from backend.ml.nlp.types import NLPResult
 
-RiskLevel = Literal["LOW", "MODERATE", "HIGH"]
-_RISK_ORDER = {"UNKNOWN": -1, "LOW": 0, "MODERATE": 1, "HIGH": 2}
+_RISK_ORDER = {"UNKNOWN": -1, "LOW": 0, "MEDIUM": 1, "HIGH": 2}
 HIGH_AT = 65.0
-MODERATE_AT = 35.0
+MEDIUM_AT = 35.0
 VISION_WEIGHT = 0.75
 
 __all__ = ["FusionResult", "VisionEvidence", "fuse", "TextEvidence", "text_evidence"]
@@ -44,7 +44,7 @@ class VisionEvidence:
 
     anomaly_score: float
     threshold: float
-    risk_level: str  # "LOW" | "MODERATE" | "HIGH"
+    risk_level: str  # "LOW" | "MEDIUM" | "HIGH"
 
     def abnormal_probability(self) -> float:
         """Logistic map of the score's distance to the threshold (0.5 at the threshold)."""
@@ -59,7 +59,7 @@ class FusionResult:
 
     image_text_similarity: float
     alignment: str  # "strong" | "moderate" | "weak" | "conflict"
-    final_risk: str  # "LOW" | "MODERATE" | "HIGH" | "UNKNOWN" (both stages missing)
+    final_risk: str  # "LOW" | "MEDIUM" | "HIGH" | "UNKNOWN" (both stages missing)
     final_score: float  # 0-100
     disagreement: bool
     explanation: str
@@ -85,8 +85,8 @@ def pulmonary_names() -> frozenset[str]:
 def _risk_from_score(score: float) -> str:
     if score >= HIGH_AT:
         return "HIGH"
-    if score >= MODERATE_AT:
-        return "MODERATE"
+    if score >= MEDIUM_AT:
+        return "MEDIUM"
     return "LOW"
 
 
@@ -108,14 +108,17 @@ def fuse(vision: VisionEvidence | None, nlp: NLPResult | None) -> FusionResult:
     what = ", ".join(ev.items) if ev and ev.items else "no chest findings in the text"
     if vision is None:
         score = round(100.0 * t * 0.6, 1)
-        risk = "MODERATE" if t >= 0.5 else "LOW"
+        risk = "MEDIUM" if t >= 0.5 else "LOW"
         return FusionResult(
             0.0, "weak", risk, score, False, f"text only (t={t:.2f}: {what}); no image result"
         )
     v = vision.abnormal_probability()
-    vision_risk = vision.risk_level.upper()
-    if vision_risk not in _RISK_ORDER or vision_risk == "UNKNOWN":
-        raise ValueError(f"risk_level must be LOW, MODERATE or HIGH, not {vision.risk_level!r}")
+    try:
+        vision_risk = RiskLevel(vision.risk_level).value
+    except ValueError:
+        raise ValueError(
+            f"risk_level must be LOW, MEDIUM or HIGH, not {vision.risk_level!r}"
+        ) from None
     if ev is None:
         return FusionResult(
             0.0,
@@ -135,9 +138,9 @@ def fuse(vision: VisionEvidence | None, nlp: NLPResult | None) -> FusionResult:
     score = 100.0 * (VISION_WEIGHT * v + (1.0 - VISION_WEIGHT) * t)
     risk = _risk_from_score(score)
     if vision_risk == "HIGH":
-        risk = _at_least(risk, "MODERATE")
+        risk = _at_least(risk, "MEDIUM")
     if disagreement:
-        risk = _at_least(risk, "MODERATE")
+        risk = _at_least(risk, "MEDIUM")
     if disagreement and v >= 0.5:
         note = "image abnormal but the text gives no chest findings: review"
     elif disagreement:

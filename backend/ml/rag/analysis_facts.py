@@ -1,10 +1,10 @@
-"""Read the parts of an analysis result the chat needs, tolerating missing or partial parts."""
+"""The parts of an analysis result the chat needs (any part may be missing)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+
+from backend.contract import AnalysisResult, NlpFindings, StageOutcome
 
 
 @dataclass
@@ -33,97 +33,54 @@ class AnalysisFacts:
         return self.final_risk or self.risk
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(str(value))
-    except (TypeError, ValueError):
-        return None
+def _component_score(parts: dict[str, float | None]) -> float | None:
+    return next((parts[k] for k in ("value", "score", "z") if parts.get(k) is not None), None)
 
 
-def _map(value: Any) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
-
-
-def _component_score(value: Any) -> float | None:
-    if isinstance(value, Mapping):
-        for key in ("score", "normalized", "value", "calibrated", "raw"):
-            if key in value and _num(value[key]) is not None:
-                return _num(value[key])
-        return None
-    return _num(value)
-
-
-def _entities(nlp: Mapping[str, Any], *, negated: bool) -> list[str]:
-    groups = nlp.get("entities")
-    items: list[Any] = []
-    if isinstance(groups, Mapping):
-        for name in ("symptoms", "diseases", "findings"):
-            got = groups.get(name)
-            if isinstance(got, list):
-                items += got
-    elif isinstance(groups, list):
-        items = groups
+def _entities(nlp: NlpFindings, *, negated: bool) -> list[str]:
     seen: list[str] = []
-    for item in items:
-        if not isinstance(item, Mapping) or not item.get("text"):
-            continue
-        text = str(item["text"]).strip().lower()
-        if bool(item.get("negated")) == negated and text not in seen:
+    for entity in [*nlp.entities.symptoms, *nlp.entities.diseases]:
+        text = entity.text.strip().lower()
+        if entity.negated == negated and text not in seen:
             seen.append(text)
     return seen[:10]
 
 
-def analysis_facts(analysis: Mapping[str, Any] | None) -> AnalysisFacts | None:
-    """Facts from a result JSON (the shape `GET /result` returns); None when there is none."""
-    if not analysis:
+def analysis_facts(analysis: AnalysisResult | None) -> AnalysisFacts | None:
+    """The chat's facts of a result; None when no analysis is attached."""
+    if analysis is None:
         return None
-    facts = AnalysisFacts(status=str(analysis.get("overall_status") or "") or None)
-    vision = _map(analysis.get("vision"))
+    facts = AnalysisFacts(status=analysis.overall_status.value)
+    vision = analysis.vision
     if vision is not None:
-        facts.score = _num(vision.get("anomaly_score"))
-        facts.threshold = _num(vision.get("threshold"))
-        facts.risk = str(vision.get("risk_level") or "") or None
-        facts.confidence = _num(vision.get("model_confidence"))
-        comps = _map(vision.get("components")) or {}
+        facts.score = vision.anomaly_score
+        facts.threshold = vision.threshold
+        facts.risk = vision.risk_level.value
+        facts.confidence = vision.model_confidence
         facts.components = {
-            str(k): s
-            for k, s in ((k, _component_score(v)) for k, v in comps.items())
-            if s is not None
+            name: score
+            for name, parts in vision.components.items()
+            if (score := _component_score(parts)) is not None
         }
-        regions = vision.get("top_regions")
-        if isinstance(regions, list):
-            facts.regions = [
-                {k: float(v) for k, v in r.items() if _num(v) is not None}
-                for r in regions[:5]
-                if isinstance(r, Mapping)
-            ]
-        chest = vision.get("is_chest_xray")
-        facts.is_chest_xray = chest if isinstance(chest, bool) else None
+        facts.regions = [r.model_dump() for r in vision.top_regions[:5]]
+        facts.is_chest_xray = True
     else:
         facts.missing.append("vision")
-    nlp = _map(analysis.get("nlp"))
+        if analysis.stages.get("vision") is StageOutcome.WITHHELD:
+            facts.is_chest_xray = False
+    nlp = analysis.nlp
     if nlp is not None:
         facts.findings = _entities(nlp, negated=False)
         facts.denied = _entities(nlp, negated=True)
-        diff = nlp.get("differential")
-        if isinstance(diff, list):
-            for d in diff[:3]:
-                if isinstance(d, Mapping) and d.get("condition"):
-                    facts.differential.append(
-                        (str(d["condition"]), _num(d.get("confidence")) or 0.0)
-                    )
+        facts.differential = [(d.disease, d.confidence) for d in nlp.differential[:3]]
     else:
         facts.missing.append("nlp")
-    fusion = _map(analysis.get("fusion"))
+    fusion = analysis.fusion
     if fusion is not None:
-        facts.alignment = str(fusion.get("alignment") or "") or None
-        facts.agreement = _num(fusion.get("image_text_similarity"))
-        facts.final_risk = str(fusion.get("final_risk") or "") or None
-        facts.disagreement = bool(fusion.get("disagreement"))
+        facts.alignment = fusion.alignment.value
+        facts.agreement = fusion.image_text_similarity
+        facts.final_risk = fusion.final_risk.value
+        facts.disagreement = fusion.disagreement
     else:
         facts.missing.append("fusion")
     return facts

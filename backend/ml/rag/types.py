@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from backend.contract import AnalysisResult
+
 EventName = Literal["sources", "token", "done", "error"]
 
 
@@ -46,7 +48,7 @@ class Passage:
 class ChatContext:
     """What the engine knows about the conversation besides the new message."""
 
-    analysis: dict[str, Any] | None = None
+    analysis: AnalysisResult | None = None
     history: list[tuple[str, str]] = field(default_factory=list)  # (role, text), oldest first
 
 

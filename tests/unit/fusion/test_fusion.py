@@ -47,7 +47,7 @@ def test_abnormal_image_but_text_points_nowhere_is_flagged() -> None:
     r = fuse(ABNORMAL, _nlp(_sym("itching")))
     assert r.disagreement
     assert r.alignment == "conflict"
-    assert r.final_risk in {"MODERATE", "HIGH"}  # text never talks a HIGH image down to LOW
+    assert r.final_risk in {"MEDIUM", "HIGH"}  # text never talks a HIGH image down to LOW
     assert "review" in r.explanation
 
 
@@ -55,7 +55,7 @@ def test_normal_image_but_strong_chest_text_is_flagged() -> None:
     r = fuse(NORMAL, PNEUMONIA_TEXT)
     assert r.disagreement
     assert r.alignment in {"weak", "conflict"}
-    assert r.final_risk == "MODERATE"
+    assert r.final_risk == "MEDIUM"
 
 
 def test_denied_symptoms_lower_text_support() -> None:
@@ -68,7 +68,7 @@ def test_denied_symptoms_lower_text_support() -> None:
 def test_named_chest_disease_counts_and_negation_respected() -> None:
     pneu = Entity("pneumonia", 0, 9, "disease", False, False, False, False)
     no_pneu = Entity("pneumonia", 0, 9, "disease", True, False, False, False)
-    mid = VisionEvidence(60, 50, "MODERATE")
+    mid = VisionEvidence(60, 50, "MEDIUM")
     assert fuse(mid, _nlp(diseases=(pneu,))).final_score > fuse(mid, _nlp()).final_score
     cough = _sym("cough")
     assert (
@@ -84,7 +84,7 @@ def test_missing_text_uses_vision_only() -> None:
 
 def test_missing_image_caps_text_only_risk() -> None:
     r = fuse(None, PNEUMONIA_TEXT)
-    assert r.final_risk == "MODERATE"
+    assert r.final_risk == "MEDIUM"
     assert r.alignment == "weak"
     assert fuse(None, _nlp()).final_risk == "LOW"
 

@@ -35,9 +35,9 @@ def test_unfinished_or_cancelled_analysis_is_409(status: str) -> None:
 
 def test_failed_analysis_without_result_still_answers_with_the_reason() -> None:
     result = finished_result(analysis("failed", error="worker stopped during attempt 3"))
-    assert result["overall_status"] == "FAILED"
-    assert "worker stopped" in result["report_text"] and result["warnings"]
-    assert result["session_id"] == "a1" and result["vision"] is None
+    assert result.overall_status == "FAILED"
+    assert "worker stopped" in result.report_text and result.warnings
+    assert result.session_id == "a1" and result.vision is None
 
 
 def test_non_finite_numbers_become_null() -> None:

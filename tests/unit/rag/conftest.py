@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from backend.contract import load_result
 from backend.ml.embeddings import MiniLMEmbedder, load_minilm
 from backend.ml.rag import Retriever, build_corpus, open_retriever
 
@@ -17,39 +18,42 @@ SHARED_DATA = Path(os.environ.get("MEDSIGHT_SHARED_DATA", REPO.parent / "shared"
 PUBMED = SHARED_DATA / "pubmed"
 MEDQUAD_FOCI = ("Pneumonia", "COPD", "Asthma", "Pulmonary Embolism")
 
-# A realistic analysis result (the shape GET /result returns), no identifiers.
-ANALYSIS: dict[str, Any] = {
-    "session_id": "s-1",
-    "overall_status": "COMPLETE",
-    "vision": {
-        "anomaly_score": 71.4,
-        "risk_level": "HIGH",
-        "threshold": 55.0,
-        "components": {"vae": {"score": 68.2, "weight": 0.5}, "vit": {"score": 74.6}},
-        "model_confidence": 0.62,
-        "top_regions": [{"x": 312, "y": 410, "width": 96, "height": 80, "confidence": 0.8}],
-        "is_chest_xray": True,
-        "heatmap_base64": "iVBORw0KGgo=",
-    },
-    "nlp": {
-        "entities": {
-            "symptoms": [
-                {"text": "productive cough", "negated": False},
-                {"text": "fever", "negated": False},
-                {"text": "chest pain", "negated": True},
-            ],
-            "diseases": [],
+# A realistic analysis result (the contract GET /result returns), no identifiers.
+ANALYSIS = load_result(
+    {
+        "schema_version": 2,
+        "session_id": "s-1",
+        "overall_status": "COMPLETE",
+        "stages": {"input": "ok", "vision": "ok", "nlp": "ok", "fusion": "ok", "report": "ok"},
+        "vision": {
+            "anomaly_score": 71.4,
+            "risk_level": "HIGH",
+            "threshold": 55.0,
+            "components": {"vae": {"value": 68.2, "z": 1.1}, "vit": {"value": 74.6, "z": 1.4}},
+            "model_confidence": 0.62,
+            "top_regions": [{"x": 312, "y": 410, "width": 96, "height": 80, "confidence": 0.8}],
+            "heatmap_base64": "data:image/png;base64,iVBORw0KGgo=",
         },
-        "primary_diagnosis": "pneumonia",
-        "differential": [{"condition": "pneumonia", "confidence": 0.61}],
-    },
-    "fusion": {
-        "alignment": "consistent",
-        "image_text_similarity": 0.58,
-        "final_risk": "HIGH",
-        "disagreement": False,
-    },
-}
+        "nlp": {
+            "entities": {
+                "symptoms": [
+                    {"text": "productive cough", "start": 0, "end": 16},
+                    {"text": "fever", "start": 21, "end": 26},
+                    {"text": "chest pain", "start": 31, "end": 41, "negated": True},
+                ],
+                "diseases": [],
+            },
+            "primary_diagnosis": "pneumonia",
+            "differential": [{"disease": "pneumonia", "confidence": 0.61}],
+        },
+        "fusion": {
+            "alignment": "strong",
+            "image_text_similarity": 0.58,
+            "final_risk": "HIGH",
+            "disagreement": False,
+        },
+    }
+)
 
 
 def _read(path: Path) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ def test_breaker_opens_then_half_opens_then_closes() -> None:
     assert b.state == "closed" and b.failures == 0
 
 
-def test_analysis_facts_reads_the_result_and_tolerates_gaps() -> None:
+def test_analysis_facts_reads_the_result_and_reports_gaps() -> None:
     facts = analysis_facts(ANALYSIS)
     assert facts is not None
     assert facts.score == 71.4 and facts.threshold == 55.0 and facts.risk == "HIGH"
@@ -37,9 +37,9 @@ def test_analysis_facts_reads_the_result_and_tolerates_gaps() -> None:
     assert facts.final_risk == "HIGH" and facts.missing == []
     text = facts_text(facts)
     assert "71.4/100" in text and "iVBOR" not in text  # no heatmap bytes in a prompt
-    partial = analysis_facts({"vision": {"anomaly_score": "bad", "components": [1]}, "nlp": 3})
-    assert partial is not None and partial.score is None and partial.missing == ["nlp", "fusion"]
-    assert analysis_facts(None) is None and analysis_facts({}) is None
+    partial = analysis_facts(ANALYSIS.model_copy(update={"nlp": None, "fusion": None}))
+    assert partial is not None and partial.score == 71.4 and partial.missing == ["nlp", "fusion"]
+    assert analysis_facts(None) is None
 
 
 def test_chunks_are_balanced_and_sentence_aligned() -> None:

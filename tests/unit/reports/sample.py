@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import copy
 import hashlib
 import os
 from pathlib import Path
@@ -12,7 +10,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from backend import DISCLAIMER
+from backend.contract import DISCLAIMER, AnalysisResult, OverallStatus, load_result
+from backend.contract.heatmap import to_data_uri
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED_DATA = Path(os.environ.get("MEDSIGHT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -64,9 +63,22 @@ def three_panels(xray: Path = XRAY, side: int | None = None) -> tuple[bytes, byt
     return raw, png.tobytes()
 
 
-def make_result(heatmap_png: bytes, image_sha256: str) -> dict[str, Any]:
-    """A COMPLETE analysis result shaped like the pipeline's persisted JSON."""
+def as_jpeg(image: bytes, quality: int = 90) -> bytes:
+    """The image re-encoded as JPEG, as the pipeline stores its heatmap panels."""
+    pixels = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
+    ok, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return jpeg.tobytes()
+
+
+def make_result(heatmap: bytes, image_sha256: str) -> dict[str, Any]:
+    """A COMPLETE analysis result as the pipeline stores it (schema 2 JSON).
+
+    ``heatmap`` is the panels image (JPEG as the pipeline writes it, or PNG); read the dict with
+    ``backend.contract.load_result``.
+    """
     return {
+        "schema_version": 2,
         "session_id": "5b0f3c1e-2d4a-4c8e-9f61-7a2b3c4d5e6f",
         "task_id": "9e8d7c6b-5a49-4837-a625-1b0c9d8e7f60",
         "patient_ref": "MRN-0042317",
@@ -86,7 +98,7 @@ def make_result(heatmap_png: bytes, image_sha256: str) -> dict[str, Any]:
                 "patch": {"value": 0.91, "z": 3.05},
                 "knn": {"value": 12.6, "z": 2.2},
             },
-            "heatmap_base64": base64.b64encode(heatmap_png).decode("ascii"),
+            "heatmap_base64": to_data_uri(heatmap),
             "top_regions": [
                 {"x": 148, "y": 120, "width": 72, "height": 88, "confidence": 0.83},
                 {"x": 52, "y": 78, "width": 56, "height": 60, "confidence": 0.47},
@@ -110,9 +122,9 @@ def make_result(heatmap_png: bytes, image_sha256: str) -> dict[str, Any]:
             "primary_diagnosis": "Pneumonia",
             "diagnosis_confidence": 0.62,
             "differential": [
-                {"condition": "Pneumonia", "confidence": 0.62},
-                {"condition": "Bronchitis", "confidence": 0.21},
-                {"condition": "COVID-19", "confidence": 0.11},
+                {"disease": "Pneumonia", "confidence": 0.62},
+                {"disease": "Bronchitis", "confidence": 0.21},
+                {"disease": "COVID-19", "confidence": 0.11},
             ],
         },
         "fusion": {
@@ -155,16 +167,28 @@ def make_result(heatmap_png: bytes, image_sha256: str) -> dict[str, Any]:
 
 
 def sample() -> tuple[dict[str, Any], bytes]:
-    """A COMPLETE result and the original X-ray PNG it was computed from."""
+    """A COMPLETE stored result (JPEG panels) and the original X-ray PNG it was computed from."""
     raw, panels = three_panels()
-    return make_result(panels, hashlib.sha256(raw).hexdigest()), raw
+    return make_result(as_jpeg(panels), hashlib.sha256(raw).hexdigest()), raw
 
 
-def partial(result: dict[str, Any], *missing: str) -> dict[str, Any]:
+def vary(result: AnalysisResult, **changes: Any) -> AnalysisResult:
+    """A validated copy with fields replaced; a dict given for a part updates that part's fields."""
+    data = result.model_dump(mode="json")
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    return load_result(data)
+
+
+def partial(result: AnalysisResult, *missing: str) -> AnalysisResult:
     """A PARTIAL copy of a result with the named parts dropped, as the pipeline records it."""
-    out = copy.deepcopy(result)
-    out["overall_status"] = "PARTIAL"
-    for part in missing:
-        out[part] = None
-        out["warnings"].append(f"{part} stage failed: RuntimeError: worker ran out of memory")
-    return out
+    warnings = [f"{p} stage failed: RuntimeError: worker ran out of memory" for p in missing]
+    return vary(
+        result,
+        overall_status=OverallStatus.PARTIAL.value,
+        warnings=[*result.warnings, *warnings],
+        **dict.fromkeys(missing),
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import json
 from typing import Any
@@ -11,12 +10,13 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from backend.contract import OverallStatus, load_result
+from backend.contract.heatmap import to_data_uri
 from backend.reports.content import build_content
 from backend.reports.fhir import build_fhir_bundle
 from backend.reports.pdf import render_pdf
-from tests.unit.reports.sample import NLP_SHA, VISION_SHA, partial
-
-Sample = tuple[dict[str, Any], bytes]
+from tests.unit.reports.conftest import Sample
+from tests.unit.reports.sample import NLP_SHA, VISION_SHA, partial, vary
 
 
 def _roundtrip(bundle: dict[str, Any]) -> None:
@@ -59,7 +59,7 @@ def _assert_references_resolve(bundle: dict[str, Any]) -> None:
 
 
 def test_complete_bundle_validates_and_round_trips(complete: Sample) -> None:
-    bundle = build_fhir_bundle(complete[0])
+    bundle = build_fhir_bundle(complete.result)
     _roundtrip(bundle)
     assert bundle["type"] == "collection"
     _assert_references_resolve(bundle)
@@ -76,7 +76,7 @@ def test_complete_bundle_validates_and_round_trips(complete: Sample) -> None:
 
 
 def test_score_risk_and_conclusion_observations(complete: Sample) -> None:
-    bundle = build_fhir_bundle(complete[0])
+    bundle = build_fhir_bundle(complete.result)
     score = _observation(bundle, "anomaly-score")
     assert score["valueQuantity"]["value"] == 78.4
     assert score["valueQuantity"]["code"] == "{score}"
@@ -88,27 +88,48 @@ def test_score_risk_and_conclusion_observations(complete: Sample) -> None:
     risk = _observation(bundle, "risk-level")
     assert risk["valueCodeableConcept"]["coding"][0]["code"] == "HIGH"
     conclusion = _observation(bundle, "19005-8")
-    assert conclusion["valueString"] == build_content(complete[0]).conclusion
+    assert conclusion["valueString"] == build_content(complete.result).conclusion
     text = _observation(bundle, "clinical-text-findings")
     assert {"text": "diseases: tuberculosis (negated)"} in text["note"]
 
 
 def test_low_score_is_interpreted_normal(complete: Sample) -> None:
-    result = copy.deepcopy(complete[0])
-    result["vision"].update(anomaly_score=31.0, risk_level="LOW")
-    result["fusion"]["final_risk"] = "LOW"
-    score = _observation(build_fhir_bundle(result), "anomaly-score")
+    result = vary(
+        complete.result,
+        vision={"anomaly_score": 31.0, "risk_level": "LOW"},
+        fusion={"final_risk": "LOW"},
+    )
+    bundle = build_fhir_bundle(result)
+    score = _observation(bundle, "anomaly-score")
     assert score["interpretation"][0]["coding"][0]["code"] == "N"
+    risk = _observation(bundle, "risk-level")["valueCodeableConcept"]
+    assert risk["coding"][0] == {
+        "system": "urn:medsight:fhir:risk-level",
+        "code": "LOW",
+        "display": "Low risk",
+    }
+
+
+def test_medium_risk_is_coded_and_displayed(complete: Sample) -> None:
+    result = vary(complete.result, fusion={"final_risk": "MEDIUM"})
+    bundle = build_fhir_bundle(result)
+    _roundtrip(bundle)
+    risk = _observation(bundle, "risk-level")
+    assert risk["valueCodeableConcept"]["coding"][0]["code"] == "MEDIUM"
+    assert risk["valueCodeableConcept"]["text"] == "Medium risk"
+    assert risk["component"][0]["valueCodeableConcept"]["coding"][0]["code"] == "HIGH"
 
 
 def test_heatmap_is_attached_as_media(complete: Sample) -> None:
-    result = complete[0]
+    result = complete.result
     bundle = build_fhir_bundle(result)
     (media,) = _by_type(bundle, "Media")
     attachment = media["content"]
     data = base64.b64decode(attachment["data"])
-    assert data == base64.b64decode(result["vision"]["heatmap_base64"])
-    assert attachment["contentType"] == "image/png" and attachment["size"] == len(data)
+    assert result.vision is not None and result.vision.heatmap_base64 is not None
+    assert result.vision.heatmap_base64.startswith("data:image/jpeg;base64,")
+    assert data == base64.b64decode(result.vision.heatmap_base64.partition(",")[2])
+    assert attachment["contentType"] == "image/jpeg" and attachment["size"] == len(data)
     assert attachment["hash"] == base64.b64encode(hashlib.sha1(data).digest()).decode()  # noqa: S324
     (report,) = _by_type(bundle, "DiagnosticReport")
     assert report["media"][0]["link"]["reference"] == next(
@@ -117,10 +138,10 @@ def test_heatmap_is_attached_as_media(complete: Sample) -> None:
 
 
 def test_provenance_records_image_hash_models_threshold_and_code(complete: Sample) -> None:
-    result = complete[0]
+    result = complete.result
     bundle = build_fhir_bundle(result)
     (prov,) = _by_type(bundle, "Provenance")
-    assert prov["entity"][0]["what"]["identifier"]["value"] == result["provenance"]["image_sha256"]
+    assert prov["entity"][0]["what"]["identifier"]["value"] == result.provenance.image_sha256
     assert len(prov["target"]) == 8  # report, six observations, the heatmap
     devices = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
     agents = [devices[a["who"]["reference"]] for a in prov["agent"]]
@@ -137,7 +158,7 @@ def test_provenance_records_image_hash_models_threshold_and_code(complete: Sampl
 
 
 def test_partial_bundle_marks_missing_parts(complete: Sample) -> None:
-    bundle = build_fhir_bundle(partial(complete[0], "vision", "fusion"))
+    bundle = build_fhir_bundle(partial(complete.result, "vision", "fusion"))
     _roundtrip(bundle)
     _assert_references_resolve(bundle)
     (report,) = _by_type(bundle, "DiagnosticReport")
@@ -153,8 +174,8 @@ def test_partial_bundle_marks_missing_parts(complete: Sample) -> None:
 
 
 def test_failed_bundle_still_validates(complete: Sample) -> None:
-    result = partial(complete[0], "vision", "nlp", "fusion")
-    result["overall_status"] = "FAILED"
+    result = partial(complete.result, "vision", "nlp", "fusion")
+    result = vary(result, overall_status=OverallStatus.FAILED.value)
     bundle = build_fhir_bundle(result)
     _roundtrip(bundle)
     (report,) = _by_type(bundle, "DiagnosticReport")
@@ -163,7 +184,7 @@ def test_failed_bundle_still_validates(complete: Sample) -> None:
 
 
 def test_base_url_gives_restful_references(complete: Sample) -> None:
-    bundle = build_fhir_bundle(complete[0], base_url="https://fhir.hospital.test/r4/")
+    bundle = build_fhir_bundle(complete.result, base_url="https://fhir.hospital.test/r4/")
     _roundtrip(bundle)
     _assert_references_resolve(bundle)
     first = bundle["entry"][0]
@@ -172,8 +193,8 @@ def test_base_url_gives_restful_references(complete: Sample) -> None:
 
 
 def test_pdf_is_the_presented_form(complete: Sample) -> None:
-    pdf = render_pdf(complete[0])
-    bundle = build_fhir_bundle(complete[0], pdf=pdf)
+    pdf = render_pdf(complete.result)
+    bundle = build_fhir_bundle(complete.result, pdf=pdf)
     _roundtrip(bundle)
     (report,) = _by_type(bundle, "DiagnosticReport")
     form = report["presentedForm"][0]
@@ -182,20 +203,20 @@ def test_pdf_is_the_presented_form(complete: Sample) -> None:
 
 
 def test_bundle_is_deterministic(complete: Sample) -> None:
-    assert build_fhir_bundle(complete[0]) == build_fhir_bundle(copy.deepcopy(complete[0]))
+    assert build_fhir_bundle(complete.result) == build_fhir_bundle(load_result(complete.stored))
 
 
 def test_result_without_any_time_is_rejected(complete: Sample) -> None:
-    result = copy.deepcopy(complete[0])
-    result["created_at"] = result["completed_at"] = None
+    result = vary(complete.result, created_at=None, completed_at=None)
     with pytest.raises(ValueError, match="created_at"):
         build_fhir_bundle(result)
 
 
 def test_nan_components_are_left_out_not_exported(complete: Sample) -> None:
-    result = copy.deepcopy(complete[0])
-    result["vision"]["components"]["published_fused"] = {"value": 61.2, "z": float("nan")}
-    bundle = build_fhir_bundle(result)
+    assert complete.result.vision is not None
+    components = dict(complete.result.vision.components)
+    components["published_fused"] = {"value": 61.2, "z": float("nan")}
+    bundle = build_fhir_bundle(vary(complete.result, vision={"components": components}))
     _roundtrip(bundle)
     codes = {
         c["code"]["coding"][0]["code"] for c in _observation(bundle, "anomaly-score")["component"]
@@ -206,22 +227,18 @@ def test_nan_components_are_left_out_not_exported(complete: Sample) -> None:
 
 def test_bad_base_url_is_rejected(complete: Sample) -> None:
     with pytest.raises(ValueError, match="base_url"):
-        build_fhir_bundle(complete[0], base_url="fhir/")
+        build_fhir_bundle(complete.result, base_url="fhir/")
 
 
-def test_jpeg_heatmap_is_attached_with_its_media_type(complete: Sample) -> None:
-    """Results carry JPEG panels now (older ones PNG): the Media says which."""
+def test_png_heatmap_is_attached_with_its_media_type(complete: Sample) -> None:
+    """The earliest results carry PNG panels (newer ones JPEG): the Media says which."""
     import cv2
     import numpy as np
 
-    result = complete[0]
-    png = base64.b64decode(result["vision"]["heatmap_base64"])
-    panels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    jpeg = bytes(cv2.imencode(".jpg", panels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
-    result = {
-        **result,
-        "vision": {**result["vision"], "heatmap_base64": base64.b64encode(jpeg).decode()},
-    }
-    (media,) = _by_type(build_fhir_bundle(result), "Media")
-    assert media["content"]["contentType"] == "image/jpeg"
-    assert base64.b64decode(media["content"]["data"]) == jpeg
+    png = cv2.imencode(".png", np.full((8, 24, 3), 128, np.uint8))[1].tobytes()
+    result = vary(complete.result, vision={"heatmap_base64": to_data_uri(png)})
+    bundle = build_fhir_bundle(result)
+    _roundtrip(bundle)
+    (media,) = _by_type(bundle, "Media")
+    assert media["content"]["contentType"] == "image/png"
+    assert base64.b64decode(media["content"]["data"]) == png

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import copy
 import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from backend.contract import OverallStatus, load_result
+from backend.contract.heatmap import to_data_uri
 from backend.reports.content import DISCLAIMER
 from backend.reports.pdf import render_pdf
-from tests.unit.reports.sample import NLP_SHA, VISION_SHA, partial
+from tests.unit.reports.conftest import Sample
+from tests.unit.reports.sample import NLP_SHA, VISION_SHA, partial, vary
 
-Sample = tuple[dict[str, Any], bytes]
 needs_poppler = pytest.mark.skipif(
     shutil.which("pdftotext") is None or shutil.which("pdftoppm") is None,
     reason="poppler-utils (pdftotext, pdftoppm) not installed",
@@ -60,13 +59,13 @@ def _words(text: str) -> str:
 
 @needs_poppler
 def test_pdf_text_has_the_key_fields(complete: Sample, tmp_path: Path) -> None:
-    result, original = complete
+    result, original = complete.result, complete.original
     pdf = render_pdf(result, original_png=original)
     assert pdf.startswith(b"%PDF-")
     text = _words(_text(pdf, tmp_path))
     expected = [
         "MRN-0042317",  # patient reference
-        result["session_id"],
+        result.session_id,
         "2026-11-28 03:14:08 UTC",  # date
         "78.4",
         "HIGH risk",
@@ -86,7 +85,7 @@ def test_pdf_text_has_the_key_fields(complete: Sample, tmp_path: Path) -> None:
         "medspacy-rules+minilm 1.3.1",
         VISION_SHA,
         NLP_SHA,
-        result["provenance"]["image_sha256"],
+        str(result.provenance.image_sha256),
         "0.1.0+3e5a1f2",
         "PNG 256\u00d7256 px",
         "Out-of-distribution score 0.12",
@@ -100,7 +99,7 @@ def test_pdf_text_has_the_key_fields(complete: Sample, tmp_path: Path) -> None:
 
 @needs_poppler
 def test_pdf_page_one_shows_the_three_panels(complete: Sample, tmp_path: Path) -> None:
-    page = _page1(render_pdf(complete[0]), tmp_path)
+    page = _page1(render_pdf(complete.result), tmp_path)
     blue = _jet_blue(page)
     assert blue.mean() > 0.03, "no heatmap panel on page 1"
     # The heatmap's blue background is one connected region; the overlay's blue is scattered.
@@ -121,8 +120,8 @@ def test_pdf_page_one_shows_the_three_panels(complete: Sample, tmp_path: Path) -
 
 @needs_poppler
 def test_partial_pdf_marks_missing_parts(complete: Sample, tmp_path: Path) -> None:
-    result, original = complete
-    pdf = render_pdf(partial(result, "vision", "fusion"), original_png=original)
+    result = partial(complete.result, "vision", "fusion")
+    pdf = render_pdf(result, original_png=complete.original)
     text = _words(_text(pdf, tmp_path))
     assert "PARTIAL analysis." in text
     assert "Image analysis: not available: vision stage failed" in text
@@ -135,9 +134,8 @@ def test_partial_pdf_marks_missing_parts(complete: Sample, tmp_path: Path) -> No
 
 @needs_poppler
 def test_failed_pdf_still_renders_with_every_part_missing(complete: Sample, tmp_path: Path) -> None:
-    result = partial(complete[0], "vision", "nlp", "fusion")
-    result["overall_status"] = "FAILED"
-    result["report_text"] = ""
+    result = partial(complete.result, "vision", "nlp", "fusion")
+    result = vary(result, overall_status=OverallStatus.FAILED.value, report_text="")
     text = _words(_text(render_pdf(result), tmp_path))
     assert "FAILED analysis." in text
     assert text.count("not available") >= 4
@@ -147,10 +145,15 @@ def test_failed_pdf_still_renders_with_every_part_missing(complete: Sample, tmp_
 
 @needs_poppler
 def test_user_text_is_printed_literally(complete: Sample, tmp_path: Path) -> None:
-    result = copy.deepcopy(complete[0])
-    result["patient_ref"] = "<b>A&B</b>"
-    result["report_text"] = "Opacity <i>not</i> seen & 2 < 3."
-    result["vision"]["components"]["published_fused"] = {"value": 61.2, "z": float("nan")}
+    assert complete.result.vision is not None
+    components = dict(complete.result.vision.components)
+    components["published_fused"] = {"value": 61.2, "z": float("nan")}
+    result = vary(
+        complete.result,
+        patient_ref="<b>A&B</b>",
+        report_text="Opacity <i>not</i> seen & 2 < 3.",
+        vision={"components": components},
+    )
     text = _words(_text(render_pdf(result), tmp_path))
     assert "Fused score (published formula) 61.2 \u2013" in text
     assert "<b>A&B</b>" in text
@@ -158,19 +161,18 @@ def test_user_text_is_printed_literally(complete: Sample, tmp_path: Path) -> Non
 
 
 def test_same_result_gives_the_same_bytes(complete: Sample) -> None:
-    assert render_pdf(complete[0]) == render_pdf(copy.deepcopy(complete[0]))
+    assert render_pdf(complete.result) == render_pdf(load_result(complete.stored))
 
 
 def test_pdf_is_at_most_two_pages(complete: Sample) -> None:
-    pdf = render_pdf(complete[0])
+    pdf = render_pdf(complete.result)
     pages = re.findall(rb"/Type\s*/Page(?![A-Za-z])", pdf)
     assert 1 <= len(pages) <= 2
 
 
 @needs_poppler
 def test_complete_pdf_lists_warnings(complete: Sample, tmp_path: Path) -> None:
-    result = copy.deepcopy(complete[0])
-    result["warnings"] = ["input: low contrast image"]
+    result = vary(complete.result, warnings=["input: low contrast image"])
     text = _words(_text(render_pdf(result), tmp_path))
     assert "Warnings recorded during the analysis." in text
     assert "input: low contrast image" in text
@@ -179,7 +181,7 @@ def test_complete_pdf_lists_warnings(complete: Sample, tmp_path: Path) -> None:
 
 def test_concurrent_renders_match_sequential_ones(complete: Sample) -> None:
     """The API renders in worker threads; ReportLab must not mix their documents."""
-    result = complete[0]
+    result = complete.result
     inputs = [result, partial(result, "vision"), partial(result, "nlp", "fusion")] * 2
     expected = [render_pdf(r) for r in inputs]
     with ThreadPoolExecutor(3) as pool:
@@ -188,9 +190,18 @@ def test_concurrent_renders_match_sequential_ones(complete: Sample) -> None:
 
 @needs_poppler
 def test_undecodable_images_are_marked_not_fatal(complete: Sample, tmp_path: Path) -> None:
-    result = copy.deepcopy(complete[0])
-    truncated = base64.b64decode(result["vision"]["heatmap_base64"])[:200]
-    result["vision"]["heatmap_base64"] = base64.b64encode(truncated).decode()
+    heatmap = complete.result.heatmap_bytes()
+    assert heatmap is not None
+    truncated = to_data_uri(heatmap[0][:200])  # still starts like a JPEG
+    result = vary(complete.result, vision={"heatmap_base64": truncated})
     text = _words(_text(render_pdf(result, original_png=b"DICM not a raster"), tmp_path))
     assert "Heatmap not available: the heatmap image could not be decoded" in text
     assert "78.4" in text  # the rest of the image analysis is still reported
+
+
+@needs_poppler
+def test_medium_risk_is_printed_with_its_advice(complete: Sample, tmp_path: Path) -> None:
+    result = vary(complete.result, vision={"risk_level": "MEDIUM"}, fusion={"final_risk": "MEDIUM"})
+    text = _words(_text(render_pdf(result), tmp_path))
+    assert "MEDIUM risk" in text and "Overall risk: MEDIUM." in text
+    assert "Review by a radiologist in the routine worklist" in text

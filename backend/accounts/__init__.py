@@ -1,0 +1,1 @@
+"""Accounts: users, passwords, tokens, Google sign-in, API keys, lockout, rate limits."""

@@ -1,0 +1,90 @@
+"""Who is calling: the dependencies routers use to authenticate and to scope resources."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+
+from backend.accounts.auth_cache import AuthCache
+from backend.accounts.caller import (
+    Caller,
+    Owner,
+    check_scope,
+    load_user,
+    owner_for,
+    resolve_caller,
+    unauthenticated,
+)
+from backend.db.models import User
+from backend.web.deps import SessionDep, SettingsDep
+from backend.web.state import provide
+
+AuthCacheDep = Annotated[AuthCache, provide(AuthCache)]
+
+# auto_error=False: a missing credential is decided by `get_owner` (anonymous outside production).
+bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+async def get_caller(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    cache: AuthCacheDep,
+    bearer: Annotated[str | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Caller:
+    """The authenticated caller; invalid credentials are a 401 even where anonymous is allowed."""
+    caller = await resolve_caller(session, settings, bearer=bearer, api_key=api_key, cache=cache)
+    request.state.caller = caller
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_owner(request: Request, caller: CallerDep, settings: SettingsDep) -> Owner:
+    """The caller as a resource owner: `Owner(user.id, user.id)`, or anonymous where allowed.
+
+    Production (or AUTH_REQUIRED=true) answers 401 without credentials; API keys need the scope
+    that `backend.accounts.scopes.required_scope` names for the route.
+    """
+    route_path = getattr(request.scope.get("route"), "path", request.url.path)
+    return owner_for(caller, settings, method=request.method, route_path=route_path)
+
+
+OwnerDep = Annotated[Owner, Depends(get_owner)]
+
+
+async def get_current_user(caller: CallerDep, session: SessionDep) -> User:
+    """The signed-in user (bearer token or API key), read now; 401 when anonymous."""
+    return await load_user(session, caller)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_token_user(caller: CallerDep, session: SessionDep) -> User:
+    """The signed-in user by bearer token; API keys are refused (they cannot manage the account)."""
+    if caller.user_id is None:
+        raise unauthenticated()
+    check_scope(caller, None)
+    return await load_user(session, caller)
+
+
+TokenUser = Annotated[User, Depends(get_token_user)]
+
+
+def require_scope(scope: str) -> Any:
+    """Route dependency: `dependencies=[require_scope("reports")]` (tokens have every scope)."""
+
+    async def dependency(caller: CallerDep) -> None:
+        if caller.user_id is None:
+            raise unauthenticated()
+        check_scope(caller, scope)
+
+    result: DependsParam = Depends(dependency)
+    return result

@@ -1,0 +1,265 @@
+"""Accounts: register, sign in (with lockout), token pairs, refresh rotation, sign out."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import anyio
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.accounts import lockout, passwords
+from backend.accounts.auth_cache import credentials_revoked
+from backend.accounts.tokens import decode_token, encode_token, invalid_token
+from backend.audit.service import record_audit
+from backend.config import Settings
+from backend.db.base import new_id, utcnow
+from backend.db.models import OAuthCode, RefreshToken, User
+from backend.errors import ConflictError, UnauthorizedError
+
+OAUTH_CODE_TTL = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def register(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    full_name: str,
+    client_ip: str,
+) -> User:
+    email = normalise_email(email)
+    passwords.check_password_policy(password, email=email)
+    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise ConflictError("An account with this email already exists.", code="email_taken")
+    password_hash = await anyio.to_thread.run_sync(passwords.hash_password, password)
+    user = User(
+        id=new_id(),
+        email=email,
+        full_name=full_name.strip(),
+        password_hash=password_hash,
+        created_at=utcnow(),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(user)
+    except IntegrityError as exc:  # two registrations raced
+        raise ConflictError(
+            "An account with this email already exists.", code="email_taken"
+        ) from exc
+    await record_audit(
+        session,
+        actor_id=user.id,
+        action="auth.register",
+        resource_type="user",
+        resource_id=user.id,
+        client_ip=client_ip,
+        details={"method": "password"},
+    )
+    return user
+
+
+async def login(
+    session: AsyncSession, settings: Settings, *, email: str, password: str, client_ip: str
+) -> TokenPair:
+    """Check the password under the account and address lockouts; 401 or 429 otherwise."""
+    email = normalise_email(email)
+    await lockout.ensure_not_locked(session, email=email, ip=client_ip)
+    user = await session.scalar(select(User).where(User.email == email))
+    ok = await anyio.to_thread.run_sync(
+        passwords.verify_password, user.password_hash if user else None, password
+    )
+    if not ok or user is None or not user.is_active:
+        await lockout.record_failure(session, email=email, ip=client_ip)
+        await record_audit(
+            session,
+            actor_id=user.id if user else None,
+            action="auth.login_failed",
+            resource_type="user",
+            resource_id=user.id if user else None,
+            client_ip=client_ip,
+            details={"email_sha256": hashlib.sha256(email.encode()).hexdigest()[:16]},
+        )
+        # The failure must outlive the error response (the request session rolls back).
+        await session.commit()
+        raise UnauthorizedError("Wrong email or password.", code="invalid_credentials")
+    await lockout.record_success(session, email=email)
+    if passwords.needs_rehash(user.password_hash or ""):
+        user.password_hash = await anyio.to_thread.run_sync(passwords.hash_password, password)
+    await record_audit(
+        session,
+        actor_id=user.id,
+        action="auth.login",
+        resource_type="user",
+        resource_id=user.id,
+        client_ip=client_ip,
+        details={"method": "password"},
+    )
+    return await issue_pair(session, settings, user)
+
+
+async def issue_pair(
+    session: AsyncSession, settings: Settings, user: User, *, family_id: str | None = None
+) -> TokenPair:
+    """A new access + refresh token; a new family unless rotating within one."""
+    family = family_id or new_id()
+    access_ttl = timedelta(minutes=settings.access_token_ttl_minutes)
+    access = encode_token(
+        settings, subject=user.id, kind="access", family_id=family, ttl=access_ttl
+    )
+    refresh = encode_token(
+        settings,
+        subject=user.id,
+        kind="refresh",
+        family_id=family,
+        ttl=timedelta(days=settings.refresh_token_ttl_days),
+    )
+    session.add(
+        RefreshToken(
+            jti=refresh.jti,
+            user_id=user.id,
+            family_id=family,
+            expires_at=refresh.expires_at,
+            created_at=utcnow(),
+        )
+    )
+    await session.flush()
+    return TokenPair(
+        access_token=access.token,
+        refresh_token=refresh.token,
+        expires_in=int(access_ttl.total_seconds()),
+    )
+
+
+async def revoke_family(session: AsyncSession, family_id: str) -> None:
+    credentials_revoked(session)
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def refresh(
+    session: AsyncSession, settings: Settings, *, token: str, client_ip: str
+) -> TokenPair:
+    """Rotate: the presented token is spent; presenting a spent token revokes its family."""
+    claims = decode_token(settings, token, expected="refresh")
+    row = await session.get(RefreshToken, claims.jti)
+    if row is None or row.user_id != claims.subject or row.family_id != claims.family_id:
+        raise invalid_token("The refresh token is invalid.")
+    if row.revoked_at is not None:
+        raise invalid_token("The refresh token was revoked; sign in again.", "token_revoked")
+    # Atomic spend: of two concurrent uses, exactly one wins; the other is a replay.
+    spent = await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.jti == row.jti,
+            RefreshToken.rotated_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(rotated_at=utcnow())
+    )
+    if getattr(spent, "rowcount", 0) != 1:
+        await revoke_family(session, row.family_id)
+        await record_audit(
+            session,
+            actor_id=row.user_id,
+            action="auth.refresh_reuse",
+            resource_type="token_family",
+            resource_id=row.family_id,
+            client_ip=client_ip,
+            details={"jti": row.jti},
+        )
+        await session.commit()  # the revocation must survive the 401
+        raise invalid_token(
+            "This refresh token was already used; every session it belongs to is now signed "
+            "out. Sign in again.",
+            "refresh_token_reused",
+        )
+    user = await session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise invalid_token("The account no longer exists or is disabled.")
+    return await issue_pair(session, settings, user, family_id=row.family_id)
+
+
+async def logout(
+    session: AsyncSession, *, user: User, family_id: str | None, client_ip: str
+) -> None:
+    if family_id:
+        await revoke_family(session, family_id)
+    await record_audit(
+        session,
+        actor_id=user.id,
+        action="auth.logout",
+        resource_type="token_family",
+        resource_id=family_id,
+        client_ip=client_ip,
+        details={},
+    )
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+async def create_one_time_code(session: AsyncSession, user: User) -> str:
+    """A short-lived single-use code standing in for tokens (so tokens never go in a URL)."""
+    code = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        OAuthCode(
+            code_hash=_code_hash(code),
+            user_id=user.id,
+            expires_at=now + OAUTH_CODE_TTL,
+            created_at=now,
+        )
+    )
+    await session.flush()
+    return code
+
+
+async def exchange_one_time_code(
+    session: AsyncSession, settings: Settings, *, code: str, client_ip: str
+) -> TokenPair:
+    now = utcnow()
+    row = await session.get(OAuthCode, _code_hash(code))
+    invalid = UnauthorizedError("The sign-in code is invalid or expired.", code="invalid_code")
+    if row is None:
+        raise invalid
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)
+    spent = await session.execute(
+        update(OAuthCode)
+        .where(OAuthCode.code_hash == row.code_hash, OAuthCode.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if getattr(spent, "rowcount", 0) != 1 or expires <= now:
+        raise invalid
+    user = await session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise invalid
+    await record_audit(
+        session,
+        actor_id=user.id,
+        action="auth.login",
+        resource_type="user",
+        resource_id=user.id,
+        client_ip=client_ip,
+        details={"method": "google"},
+    )
+    return await issue_pair(session, settings, user)

@@ -1,0 +1,201 @@
+"""The ASGI application: `create_app()` plus a lifespan that builds and closes every part."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from slowapi import Limiter
+from slowapi.errors import RateLimitExceeded
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from backend import __version__
+from backend.accounts import router as accounts_router
+from backend.accounts.auth_cache import AuthCache
+from backend.accounts.google import GoogleClients
+from backend.accounts.ratelimit import build_limiter, rate_limit_exceeded_handler
+from backend.analysis import router as analysis_router
+from backend.analysis.pipeline import metrics_observer
+from backend.analysis.result_cache import ResultCache
+from backend.analysis.runtime import AnalysisRuntime, build_runtime
+from backend.api import health, metrics
+from backend.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from backend.api.openapi import install_openapi, operation_id
+from backend.audit.spool import AuditSpool
+from backend.chat import router as chat_router
+from backend.chat.router import CHAT_EVENTS
+from backend.chat.service import ChatService
+from backend.config import Settings, get_settings
+from backend.contract import DISCLAIMER
+from backend.db.migrate import upgrade_database
+from backend.db.session import Database
+from backend.logs import configure_logging
+from backend.observability import Metrics, install_metrics
+from backend.process import configure_process, settle_heap, stop_watching_gc_pauses
+from backend.reports import router as reports_router
+from backend.reports.service import ReportService
+from backend.users import router as users_router
+from backend.voice import router as voice_router
+from backend.web.problems import install_error_handlers
+from backend.web.state import AppState
+
+logger = logging.getLogger(__name__)
+
+
+async def build_state(settings: Settings, metrics: Metrics) -> AppState:
+    """Every long-lived part, in dependency order; `AppState.aclose()` undoes it in reverse."""
+    state = AppState()
+    state.add(settings)
+    database = state.add(Database.connect(settings.database_url, echo=settings.database_echo))
+    state.on_close("database", database.aclose)
+    state.add(metrics)
+    runtime = state.add(build_runtime(settings, database), close=None)
+    state.on_close("analysis", runtime.aclose)
+    runtime.pipeline.observe(metrics_observer(metrics))
+    assert settings.audit_spool_dir is not None  # noqa: S101 - filled by the settings validator
+    state.add(AuditSpool(settings.audit_spool_dir, database.sessionmaker))
+    state.add(ResultCache(revalidate_s=settings.result_cache_revalidate_s))
+    state.add(AuthCache(ttl_s=settings.auth_cache_ttl_s))
+    state.add(build_limiter(settings), as_type=Limiter)
+    state.add(GoogleClients())
+    state.add(ChatService(settings, runtime.registry, database, limiter=runtime.inference_limiter))
+    state.add(ReportService(runtime.storage, runtime.pipeline.code_version))
+    return state
+
+
+async def _freeze_when_settled(tasks: list[asyncio.Task[None]]) -> None:
+    """Once start-up loading is over, collect its garbage and freeze the rest (settle_heap)."""
+    await asyncio.gather(*tasks, return_exceptions=True)
+    settle_heap(collect=True)
+
+
+def _start_scheduler(state: AppState) -> Any:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from backend.accounts.maintenance import purge_expired_auth_state
+    from backend.analysis.maintenance import purge_expired, requeue_stale
+
+    runtime = state.get(AnalysisRuntime)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(requeue_stale, "interval", seconds=30, args=[runtime], id="requeue_stale")
+    scheduler.add_job(
+        purge_expired,
+        "interval",
+        hours=6,
+        args=[runtime, state.get(ResultCache)],
+        id="purge_expired",
+    )
+    scheduler.add_job(
+        purge_expired_auth_state,
+        "interval",
+        hours=1,
+        args=[state.get(Database).sessionmaker],
+        id="purge_auth",
+    )
+    # A replica that died leaves its audit spool; any live process sharing the directory
+    # chains it within a minute (and every process does at start-up).
+    scheduler.add_job(
+        state.get(AuditSpool).recover, "interval", seconds=60, id="audit_spool_recover"
+    )
+    scheduler.start()
+    return scheduler
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI app; all state is created in the lifespan, none at import."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, json_logs=settings.log_json)
+        configure_process(settings)
+        await anyio.to_thread.run_sync(upgrade_database, settings.database_url)
+        state = await build_state(settings, app_metrics)
+        app.state.medsight = state
+        runtime = state.get(AnalysisRuntime)
+        audit = state.get(AuditSpool)
+        await audit.start()  # chains what a crashed process left spooled
+        state.on_close("audit spool", audit.stop)
+        await runtime.queue.start()
+        scheduler = _start_scheduler(state)
+        background: list[asyncio.Task[None]] = []
+        if settings.preload_models:
+            background.append(asyncio.create_task(runtime.registry.preload()))
+        if settings.corpus_autobuild:
+            background.append(asyncio.create_task(state.get(ChatService).build_corpus_if_missing()))
+        for task in background:
+            task.add_done_callback(_log_background)
+        background.append(asyncio.create_task(_freeze_when_settled(list(background))))
+        logger.info("medsight started", extra={"version": __version__, "env": settings.environment})
+        try:
+            yield
+        finally:
+            scheduler.shutdown(wait=False)
+            for task in background:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            await state.aclose()
+            stop_watching_gc_pauses()
+            logger.info("medsight stopped")
+
+    docs = not settings.is_production
+    app = FastAPI(
+        title="MedSight API",
+        version=__version__,
+        description=(
+            "Chest X-ray triage: anomaly scoring with heatmaps, clinical NLP, fusion, reports "
+            f"and chat. {DISCLAIMER}"
+        ),
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        generate_unique_id_function=operation_id,
+    )
+    install_error_handlers(app)
+    app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded_handler)
+    for router in (
+        health.router,
+        accounts_router.router,
+        accounts_router.keys_router,
+        users_router.router,
+        voice_router.router,
+        analysis_router.router,
+        chat_router.router,
+        reports_router.router,
+        metrics.router,
+    ):
+        app.include_router(router)
+    install_openapi(app, extra_schemas=tuple(CHAT_EVENTS.values()))
+    # Order: the last added runs first. Request ids wrap everything, so even a 413 has one.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    if settings.allowed_origins or settings.allowed_origin_regex:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_origin_regex=settings.allowed_origin_regex,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key"],
+            expose_headers=["X-Request-ID", "Retry-After", "ETag", "Location"],
+        )
+    if settings.trusted_hosts and settings.trusted_hosts != ["*"]:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
+    # Last, so its middleware is outermost and sees every request (413s included).
+    app_metrics = install_metrics(app)
+    return app
+
+
+def _log_background(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("background start-up task failed", exc_info=task.exception())

@@ -1,0 +1,90 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from backend import __version__
+from backend.analysis.runtime import AnalysisRuntime
+from backend.chat.service import ChatService
+from backend.db.session import Database
+from backend.web.problems import problem_response, problem_responses
+from backend.web.state import AppState, app_state
+
+StateDep = Annotated[AppState, Depends(app_state)]
+
+router = APIRouter(prefix="/api/v1/health", tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    uptime_s: float
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, Any]
+
+
+@router.get("", response_model=Health, summary="Liveness: the process is up")
+async def live(state: StateDep) -> Health:
+    return Health(
+        status="ok", version=__version__, uptime_s=round(time.time() - state.started_at, 3)
+    )
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    summary="Readiness: database, storage, models and queue",
+    responses=problem_responses(503),
+)
+async def ready(request: Request, state: StateDep) -> Readiness | JSONResponse:
+    checks: dict[str, Any] = {}
+    ok = True
+    engine = state.get(Database).engine
+    runtime = state.get(AnalysisRuntime)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = {"ok": True, "dialect": engine.dialect.name}
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        ok = False
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        runtime.storage.check()
+        checks["storage"] = {"ok": True, "backend": runtime.storage.name}
+    except Exception as exc:  # noqa: BLE001
+        ok = False
+        checks["storage"] = {"ok": False, "error": str(exc)}
+    models = runtime.registry.state()
+    models_ok = runtime.registry.ready()
+    checks["models"] = {"ok": models_ok, **models}
+    ok = ok and models_ok
+    try:
+        queue_state = await runtime.queue.state()
+        queue_ok = bool(queue_state.get("alive", 1))
+        checks["queue"] = {"ok": queue_ok, **queue_state}
+        ok = ok and queue_ok
+    except Exception as exc:  # noqa: BLE001
+        ok = False
+        checks["queue"] = {"ok": False, "error": type(exc).__name__}
+    chat = state.find(ChatService)
+    corpus = chat.corpus_status if chat is not None else None
+    if corpus is not None:
+        checks["corpus"] = corpus
+    if not ok:
+        failing = ", ".join(
+            k for k, v in checks.items() if isinstance(v, dict) and not v.get("ok", True)
+        )
+        return problem_response(
+            request, 503, f"Not ready: {failing}.", code="not_ready", extra={"checks": checks}
+        )
+    return Readiness(status="ready", checks=checks)

@@ -1,0 +1,62 @@
+"""Voice input: transcribe spoken symptoms (Whisper tiny.en, offline)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, File, UploadFile
+from pydantic import BaseModel
+
+from backend.accounts.dependencies import OwnerDep
+from backend.analysis.dependencies import RuntimeDep
+from backend.errors import AppError
+from backend.ml.catalog import WHISPER
+from backend.web.problems import problem_responses
+from backend.web.uploads import read_limited
+
+router = APIRouter(prefix="/api/v1/analyze", tags=["voice"])
+
+MAX_AUDIO_BYTES = 10 * 1024 * 1024
+MAX_AUDIO_SECONDS = 120.0
+
+
+class Segment(BaseModel):
+    start: float
+    end: float
+    text: str
+
+
+class TranscriptionOut(BaseModel):
+    text: str
+    language: str
+    duration_s: float
+    segments: list[Segment]
+    warnings: list[str]
+
+
+@router.post(
+    "/transcribe",
+    response_model=TranscriptionOut,
+    summary="Transcribe spoken symptoms (wav, mp3, ogg/opus, webm, m4a; ≤ 10 MB, ≤ 120 s)",
+    responses=problem_responses(413, 415, 422, 429, 503),
+)
+async def transcribe(
+    audio: Annotated[UploadFile, File(description="Audio recording")],
+    runtime: RuntimeDep,
+    owner: OwnerDep,
+) -> Any:
+    data = await read_limited(audio, MAX_AUDIO_BYTES, what="recording", code="audio_too_large")
+    transcriber = await runtime.registry.get(WHISPER)
+    from backend.ml.speech import AudioError
+
+    try:
+        result = await anyio.to_thread.run_sync(
+            lambda: transcriber.transcribe(
+                data, max_bytes=MAX_AUDIO_BYTES, max_seconds=MAX_AUDIO_SECONDS
+            ),
+            limiter=runtime.inference_limiter,
+        )
+    except AudioError as exc:
+        raise AppError(str(exc), status_code=exc.status_code, code=exc.code) from None
+    return result.to_dict()
