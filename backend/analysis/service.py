@@ -222,7 +222,10 @@ def finished_result(analysis: Analysis) -> AnalysisResult:
     if analysis.result is None:
         # Failed before the pipeline ran (e.g. the worker died three times).
         return failed_result(analysis)
-    return load_result(analysis.result)
+    # Times the stored result lacks (early rows) are the row's own.
+    return load_result(
+        analysis.result, created_at=analysis.created_at, completed_at=analysis.completed_at
+    )
 
 
 def failed_result(analysis: Analysis) -> AnalysisResult:

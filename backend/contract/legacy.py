@@ -16,10 +16,16 @@ from backend.contract.heatmap import media_type_of
 from backend.contract.result import SCHEMA_VERSION, AnalysisResult
 
 
-def load_result(stored: Mapping[str, Any]) -> AnalysisResult:
-    """Validate a stored result, upgrading older schema versions first."""
+def load_result(stored: Mapping[str, Any], **defaults: Any) -> AnalysisResult:
+    """Validate a stored result, upgrading older schema versions first.
+
+    `defaults` fill top-level fields the stored result lacks or leaves empty (e.g. its times).
+    """
     version = stored.get("schema_version", 1)
     data = dict(stored) if version == SCHEMA_VERSION else upgrade_v1(stored)
+    for key, value in defaults.items():
+        if data.get(key) is None:
+            data[key] = value
     return AnalysisResult.model_validate(data)
 
 

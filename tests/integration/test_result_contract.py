@@ -73,6 +73,7 @@ async def test_a_schema_1_row_is_served_as_schema_2(
         "session_id": analysis_id,
         "task_id": job_id,
         "overall_status": "COMPLETE",
+        "created_at": "2026-11-30T10:00:00+00:00",
         "vision": {
             "anomaly_score": 47.5,
             "risk_level": "MODERATE",
@@ -122,7 +123,9 @@ async def test_a_schema_1_row_is_served_as_schema_2(
                 completed_at=now,
             )
         )
-        session.add(Job(id=job_id, analysis_id=analysis_id, status="done", created_at=now))
+        session.add(
+            Job(id=job_id, analysis_id=analysis_id, status="done", available_at=now, created_at=now)
+        )
     body = (await client.get(f"/api/v1/analyze/result/{analysis_id}")).json()
     assert body["schema_version"] == 2
     assert body["vision"]["risk_level"] == "MEDIUM" and body["fusion"]["final_risk"] == "MEDIUM"
