@@ -27,7 +27,7 @@ class ImageLimits:
     max_bytes: int = 20 * MiB
     max_pixels: int = 50_000_000
     min_side: int = 64
-    max_decoded_bytes: int = 64 * MiB
+    max_decoded_bytes: int = 48 * MiB
     work_max_side: int = 1024
     max_concurrent_decodes: int = 2
 
