@@ -59,7 +59,7 @@ _REGIMEN = (
     r"(?<![\w.])\d+(?:\s*(?:mg|g|ml))?\s+(?:once|twice|thrice|\w+\s+times)\b|"
     rf"\bhow\s+to\s+(?:take|use|give)\b[^.?!]*{_MED}|"
     rf"{_MED}[^.?!]{{0,30}}\b(?:al|por|par|pro|ao|a)\s+(?:d[ií]a|jour|tag|dia|giorno)\b|"
-    rf"{_MED}\b[^.?!\d]{{0,20}}\d|"
+    rf"(?!oxygen\b){_MED}\b[^.?!\d]{{0,20}}\d(?!\d*\s*(?:%|days?|weeks?|months?|years?))|"
     rf"\b(?:when|how|how\s+long)\s+(?:should|do|can|must)\s+(?:i|we|you|he|she|they)\s+"
     rf"(?:take|use|give|stop|continue)\b"
 )
