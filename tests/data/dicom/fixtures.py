@@ -34,49 +34,60 @@ def have_dcmtk() -> bool:
     return all(shutil.which(cmd[0]) for cmd in DCMTK.values())
 
 
-def xray_dicom(png: Path, **attrs: object) -> bytes:
-    """A DX "for presentation" image: the PNG's pixels as 12-bit values, with study identifiers."""
+def dicom_from_array(arr: np.ndarray, **attrs: object) -> bytes:
+    """A 12-bit MONOCHROME2 image (Explicit VR Little Endian); `attrs` set or override elements."""
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian
+    from pydicom.uid import SecondaryCaptureImageStorage
 
-    base = np.asarray(Image.open(png).convert("L"), dtype=np.uint16)
-    # 12 bits with a little detail below the 8-bit steps, as a real detector has.
-    arr = base * 16 + (np.arange(base.size, dtype=np.uint16).reshape(base.shape) * 7 % 16)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.10.1"
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = attrs.pop("SOPClassUID", SecondaryCaptureImageStorage)
+    meta.MediaStorageSOPInstanceUID = attrs.pop("SOPInstanceUID", "1.2.826.0.1.3680043.8.498.9")
+    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
     ds = FileDataset("x.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.10.2"
-    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.10.3"
-    ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.10.4"
-    ds.StudyID, ds.AccessionNumber, ds.StudyDate, ds.StudyTime = (
-        "S1",
-        "ACC-7781",
-        "20261201",
-        "101500",
-    )
-    ds.ReferringPhysicianName = "House^Gregory"
-    ds.SeriesNumber, ds.InstanceNumber = "1", "1"
-    ds.PatientSex = "F"
-    for key, value in PATIENT.items():
-        setattr(ds, key, value)
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
-    ds.ImagerPixelSpacing = [0.139, 0.139]
-    ds.PixelSpacing = [0.143, 0.143]
+    ds.Modality = "DX"
     ds.Rows, ds.Columns = arr.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
     ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PresentationIntentType = "FOR PRESENTATION"
     for key, value in attrs.items():
         setattr(ds, key, value)
     ds.PixelData = arr.astype(np.uint16).tobytes()
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def xray_dicom(png: Path, **attrs: object) -> bytes:
+    """A DX "for presentation" image: the PNG's pixels as 12-bit values, with study identifiers."""
+    from pydicom.uid import DigitalXRayImageStorageForPresentation
+
+    base = np.asarray(Image.open(png).convert("L"), dtype=np.uint16)
+    # 12 bits with a little detail below the 8-bit steps, as a real detector has.
+    arr = base * 16 + (np.arange(base.size, dtype=np.uint16).reshape(base.shape) * 7 % 16)
+    study = {
+        "SOPClassUID": DigitalXRayImageStorageForPresentation,
+        "SOPInstanceUID": "1.2.826.0.1.3680043.8.498.10.1",
+        "StudyInstanceUID": "1.2.826.0.1.3680043.8.498.10.2",
+        "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.10.3",
+        "FrameOfReferenceUID": "1.2.826.0.1.3680043.8.498.10.4",
+        "StudyID": "S1",
+        "AccessionNumber": "ACC-7781",
+        "StudyDate": "20261201",
+        "StudyTime": "101500",
+        "ReferringPhysicianName": "House^Gregory",
+        "SeriesNumber": "1",
+        "InstanceNumber": "1",
+        "PatientSex": "F",
+        **PATIENT,
+        "BodyPartExamined": "CHEST",
+        "ViewPosition": "PA",
+        "ImagerPixelSpacing": [0.139, 0.139],
+        "PixelSpacing": [0.143, 0.143],
+        "PresentationIntentType": "FOR PRESENTATION",
+    }
+    return dicom_from_array(arr, **{**study, **attrs})
 
 
 def compress(original: bytes, codec: str, workdir: Path) -> bytes:
