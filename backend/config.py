@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     max_upload_size_mb: float = 20.0
     max_request_body_mb: float = 25.0
     max_image_pixels: int = 50_000_000
+    # Full-resolution bytes a decoder may allocate for one image (rows x columns x samples x
+    # bytes per sample, read from the header before decoding); bounds a decode's peak memory.
+    max_decoded_image_mb: float = 48.0
+    # Full-resolution decodes running at once in this process (each holds up to the above).
+    max_concurrent_decodes: int = 2
     min_image_side: int = 64
     max_symptoms_chars: int = 5000
 

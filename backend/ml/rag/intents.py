@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
+from backend.ml.rag.normalise import folded_variants
+
 
 class Intent(StrEnum):
     GREETING = "greeting"
@@ -38,7 +40,39 @@ _MED = (
     r"tablets?|capsules?|syrup|cough\s+syrup|heparin|warfarin|insulin|vaccine|montelukast|"
     r"theophylline|budesonide|fluticasone|tiotropium|ipratropium|levofloxacin|ciprofloxacin|"
     r"isoniazid|rifampicin|remdesivir|paxlovid|tamiflu|oseltamivir|dexamethasone|"
-    r"benzonatate|guaifenesin|dextromethorphan|cetirizine|loratadine|metformin|atorvastatin)"
+    r"benzonatate|guaifenesin|dextromethorphan|cetirizine|loratadine|metformin|atorvastatin|"
+    # stems, so other spellings and languages count too (amoxicilina, azitromicina, cortisone)
+    r"amoxi\w*|azit?hromy?ci\w*|doxy\w*|predni\w*|cortico\w*|cortison\w*|ibupro\w*|"
+    r"paracet\w*|acetamin\w*|codein\w*|morphin\w*|antibi[oó]ti\w*|medica\w*|medicament\w*|"
+    r"m[eé]dicament\w*|farmac\w*|inhalador|inhalateur|pastillas?|comprimid\w*|tabletas?|"
+    r"comprim[eé]s?|tabletten?|compresse|jarabe|sirop|sciroppo|penicil\w*|ceph\w*|cef\w*|"
+    r"clarithro\w*|steroid\w*|esteroid\w*|inhaler\w*)"
+)
+# A regimen, course or schedule of a medicine is a dose question whatever the wording
+# ("Summarise the usual adult amoxicillin regimen").
+_REGIMEN = (
+    r"\b(?:regimen|regime|posology|titrat\w*|taper(?:ing)?|dosing|dosage|dose|doses|"
+    r"loading\s+dose|maintenance\s+dose)\b|"
+    rf"\b(?:course|schedule|plan|protocol|cycle|routine|duration)\b[^.?!]{{0,40}}\b{_MED}|"
+    rf"{_MED}\b[^.?!]{{0,40}}\b(?:course|schedule|plan|protocol|cycle|routine)\b|"
+    r"\b(?:treatment|drug|medication|medicine|antibiotic|steroid)\s+(?:course|schedule|plan)\b|"
+    r"(?<![\w.])\d+(?:\s*(?:mg|g|ml))?\s+(?:once|twice|thrice|\w+\s+times)\b|"
+    rf"\bhow\s+to\s+(?:take|use|give)\b[^.?!]*{_MED}|"
+    rf"{_MED}[^.?!]{{0,30}}\b(?:al|por|par|pro|ao|a)\s+(?:d[ií]a|jour|tag|dia|giorno)\b|"
+    rf"(?!oxygen\b){_MED}\b[^.?!\d]{{0,20}}\d(?!\d*\s*(?:%|days?|weeks?|months?|years?))|"
+    rf"\b(?:when|how|how\s+long)\s+(?:should|do|can|must)\s+(?:i|we|you|he|she|they)\s+"
+    rf"(?:take|use|give|stop|continue)\b"
+)
+# The same questions in Spanish, French, German, Portuguese and Italian.
+_FOREIGN_DOSE = (
+    r"\b(?:dosis|posolog[ií]a|posologie|dosierung|dosagem|dosaggio|posologia|dose)\b|"
+    r"\bcu[aá]nt[oa]s?\b[^.?!]*\b(?:tomar|tomo|dar|usar|debo|puedo)\b|"
+    rf"\bcu[aá]nt[oa]s?\s+{_MED}|"
+    r"\bcombien\b[^.?!]*\b(?:prendre|dois|puis|donner)\b|"
+    r"\bwie\s+(?:viel\w*|oft)\b[^.?!]*\b(?:nehmen|einnehmen|geben)\b|"
+    r"\bquant[oaie]s?\b[^.?!]*\b(?:tomar|devo|posso|prendere|prendo|dar)\b|"
+    r"\b(?:cada|ogni)\s+cu[aá]nt[oa]\b|\bogni\s+quanto\b|\bà\s+quelle\s+fr[ée]quence\b|"
+    r"\bcon\s+qu[eé]\s+frecuencia\b|\bcom\s+que\s+frequ[eê]ncia\b"
 )
 # Ordered: the first matching rule wins, so the more specific intents come first.
 _RULES: list[tuple[Intent, re.Pattern[str]]] = [
@@ -51,7 +85,7 @@ _RULES: list[tuple[Intent, re.Pattern[str]]] = [
             rf"double|increase|decrease|reduce)\b.*\b(?:more|less|extra|another|amount)\b.*\b"
             rf"{_MED}|{_MED}\b.*\b(?:how\s+(?:much|many|often)|per\s+day|a\s+day|times|amount|"
             rf"strength|every\s+\d+)|times\s+a\s+day|puffs?\b|(?:maximum|max)\s+(?:amount|dose)|"
-            rf"prescri(?:be|ption)\b.*\b(?:amount|strength|how\s+much))",
+            rf"prescri(?:be|ption)\b.*\b(?:amount|strength|how\s+much))|{_REGIMEN}|{_FOREIGN_DOSE}",
             re.IGNORECASE,
         ),
     ),
@@ -128,6 +162,7 @@ _RULES: list[tuple[Intent, re.Pattern[str]]] = [
         ),
     ),
 ]
+_DOSAGE = _RULES[0][1]  # checked on every folded reading first: safety before anything else
 _GREETING = re.compile(
     r"^\s*(?:hi|hello|hey|hiya|good\s+(?:morning|afternoon|evening)|greetings|thanks?|"
     r"thank\s+you|cheers|bye|goodbye|ok(?:ay)?|yo)\b[\s!,.?a-z]*$",
@@ -137,9 +172,12 @@ _GREETING = re.compile(
 
 def detect_intent(message: str) -> Intent:
     """The message's intent; OTHER when no rule matches."""
-    text = message.strip()
+    variants = [v.strip() for v in folded_variants(message)]
+    text = variants[0]
     if not text:
         return Intent.OTHER
+    if any(_DOSAGE.search(v) for v in variants):
+        return Intent.DOSAGE
     # A greeting only counts when the message is short: "hi, what does my score mean?" is a
     # question about the score.
     if len(text) <= 40 and _GREETING.match(text):

@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from backend.ml.rag.normalise import folded_variants
+
 DISCLAIMER = (
     "MedSight chat offers decision support, not a diagnosis: please discuss any result or "
     "concern with a qualified clinician."
@@ -65,17 +67,76 @@ _DOSE_PATTERNS = [
     r"\bdos(?:e|es|age|ing)\b[^.!?\n\d]{0,30}\d",
     r"\b(?:maximum|max)\s+(?:of\s+)?\d",
 ]
-_DOSE_RE = re.compile("|".join(f"(?:{p})" for p in _DOSE_PATTERNS), re.IGNORECASE)
+# Amounts without a unit are still instructions when tied to taking or to a time of day:
+# "Take 500 at breakfast, lunch and dinner", "2 in the morning".
+_AMOUNT = (
+    r"(?:\d+(?:[.,]\d+)?(?:\s*(?:-|–|to|or)\s*\d+(?:[.,]\d+)?)?|one|two|three|four|five|six|"
+    r"seven|eight|nine|ten|half|a\s+half)"
+)
+_MEALTIME = (
+    r"(?:breakfast|lunch|dinner|supper|tea\s*time|bed\s*time|night|meals?|food|"
+    r"(?:each|every)\s+meal|waking|the\s+morning|the\s+evening|the\s+afternoon)"
+)
+_NOT_A_DOSE_AFTER = (
+    r"(?:%|percent|years?|yrs?|days?|weeks?|months?|minutes?|mins?|hours?|hrs?|seconds?|secs?|"
+    r"breaths?|steps?|deep|slow|sips?|tests?|x-?rays?|scans?|times?\s+(?:longer|more)|people|"
+    r"patients?|of\b|or\s+more\b|more\b|other\b|times?\b)"
+)
+_UNITLESS_PATTERNS = [
+    # 500 at breakfast / 2 with meals / one before bed / two in the morning
+    rf"(?<![\w.]){_AMOUNT}\s+(?:at|with|before|after|in|by|on)\s+{_MEALTIME}\b",
+    # take 500 / give two / inhale 2 (an amount straight after a verb of taking)
+    rf"\b(?:take|takes|taking|give|giving|use|using|inhale|swallow|administer|chew|"
+    rf"dissolve|inject|apply|double|increase\s+to|reduce\s+to|start\s+(?:on|with|at))\s+"
+    rf"(?:(?:it|them|the|your|of|about|around|roughly|up\s+to|another|only|just)\s+){{0,2}}"
+    rf"(?>{_AMOUNT})(?![\w.,]\d)(?!\s*{_NOT_A_DOSE_AFTER})",
+]
+# Other languages (Spanish, French, German, Portuguese, Italian): schedules and counted forms.
+_FOREIGN_PATTERNS = [
+    r"\b(?:cada|toutes\s+les|alle|ogni)\s+\d+(?:\s*-\s*\d+)?\s*"
+    r"(?:h|hrs?|horas?|heures?|stunden?|ore)\b",
+    r"\b(?:\d+|una?|dos|tres|cuatro|une?|deux|trois|quatre|ein|zwei|drei|vier|uma|duas|"
+    r"tr[eê]s|due|tre)\s*(?:veces|vez|fois|mal|x|vezes|volte)\s+"
+    r"(?:al|por|par|pro|am|ao|a|il|täglich|taglich|diario|diarias?|jour|tag|dia|giorno)\b",
+    r"\b(?:\d+|una?|dos|tres|media|medio|une?|deux|trois|demi|ein|eine|zwei|drei|halbe|"
+    r"uma|duas|meio|meia|due|tre|mezza)\s+(?:comprimid[oa]s?|pastillas?|tabletas?|"
+    r"c[aá]psulas?|gotas?|inhalaciones?|sobres?|comprim[eé]s?|g[eé]lules?|gouttes?|bouff[eé]es?|"
+    r"sachets?|tabletten?|kapseln?|tropfen|h[uü]be?|compresse|capsule|gocce|puffs?)\b",
+    r"(?<![\w.])\d+(?:[.,]\d+)?\s*\w*\s+(?:al|por|par|pro|ao|al)\s+"
+    r"(?:d[ií]a|jour|tag|dia|giorno)\b",
+    r"\b(?:dosis|posolog[ií]a|posologie|dosierung|dosagem|dosaggio)\b[^.!?\n\d]{0,30}\d",
+    # take (tome, prenez, nehmen, prenda...) followed closely by an amount
+    r"\b(?:tome|toma|tomar|tomen|tomad|prenez|prendre|prends|nehmen|nimm|prenda|prendi|"
+    r"prendere|tomem)\b[^.!?\n\d]{0,25}(?<![\w.])\d",
+    # an amount with a meal: 500 con el desayuno, 2 avec le repas, 1 zum Frühstück
+    r"(?<![\w.])\d+(?:[.,]\d+)?\s+(?:con|en|antes\s+del?|despu[eé]s\s+del?|avec|au|apr[eè]s|"
+    r"avant|mit|zum|zur|nach\s+dem|vor\s+dem|com|ao|no|col|a|dopo|prima\s+di)\s+"
+    r"(?:el|la|los|las|le|les|dem|der|o|os|il|i|lo)?\s*(?:desayuno|comida|cena|almuerzo|"
+    r"comidas|petit[- ]d[ée]jeuner|d[ée]jeuner|d[iî]ner|repas|fr[üu]hst[üu]ck|mittagessen|"
+    r"abendessen|essen|mahlzeit(?:en)?|caf[eé]\s+da\s+manh[aã]|almo[cç]o|jantar|"
+    r"refei[cç][oõ]es|colazione|pranzo|pasti|pasto)\b",
+]
+_DOSE_RE = re.compile(
+    "|".join(f"(?:{p})" for p in (*_DOSE_PATTERNS, *_UNITLESS_PATTERNS, *_FOREIGN_PATTERNS)),
+    re.IGNORECASE,
+)
 # Prescription abbreviations are only matched in capitals or with dots ("bid" is also a word).
 _ABBREV_RE = re.compile(
     r"\b(?:BID|TID|QID|QD|QHS|QAM|QPM|PRN|Q\s?\d{1,2}\s?H|"
     r"b\.i\.d\.?|t\.i\.d\.?|q\.i\.d\.?|q\.d\.?|q\.h\.s\.?|p\.r\.n\.?|q\.?\d{1,2}h)(?!\w)"
 )
+# ... and in lower case right after an amount or a dose unit ("500 mg tid", "2 puffs prn").
+_ABBREV_AFTER_DOSE_RE = re.compile(
+    rf"(?:\d|{_UNIT})\s*(?:bid|tid|qid|qds|tds|od|qd|qhs|prn|nocte|mane)\b", re.IGNORECASE
+)
 
 
 def contains_dose_instruction(text: str) -> bool:
-    """True when `text` states an amount or schedule of a medicine."""
-    return bool(_DOSE_RE.search(text) or _ABBREV_RE.search(text))
+    """True when `text` states an amount or schedule of a medicine (obfuscation folded first)."""
+    return any(
+        _DOSE_RE.search(folded) or _ABBREV_RE.search(folded) or _ABBREV_AFTER_DOSE_RE.search(folded)
+        for folded in folded_variants(text)
+    )
 
 
 def redact_doses(text: str) -> tuple[str, int]:
@@ -156,6 +217,14 @@ _MONTH = (
     r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 )
 _NAME = r"[A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+){0,2}"
+# After an explicit introduction a name counts in any case ("my name is john smith"): up to
+# three words, stopping at words that start the rest of the sentence.
+_NAME_STOP = (
+    r"(?:and|but|or|so|i|im|i'm|with|from|have|has|had|who|my|is|was|am|are|the|a|an|to|for|of|"
+    r"in|on|at|age|aged|years?|yo|here|there|because|also|just|please|thanks?|thank|and|y|et|"
+    r"und|e|tengo|j'ai|ich|ho|tenho|what|how|can|could|do|does|did|will|would|should)"
+)
+_ANY_NAME = rf"[^\W\d_][\w'’-]*(?:\s+(?!{_NAME_STOP}\b)[^\W\d_][\w'’-]*){{0,2}}"
 _PII_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("EMAIL", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
     (
@@ -199,6 +268,17 @@ _PII_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             rf"brother|sister|child|friend|grandmother|grandfather|doctor|gp))\s+)(?P<name>{_NAME})"
         ),
     ),
+    (
+        "NAME",
+        re.compile(
+            rf"(?i:\b(?:my\s+name\s+is|my\s+name's|name\s*:|patient\s*:|call\s+me|"
+            rf"i\s+am\s+called|i'm\s+called|(?:his|her|their)\s+name\s+is|me\s+llamo|"
+            rf"mi\s+nombre\s+es|je\s+m'appelle|je\s+m’appelle|ich\s+hei(?:ß|ss)e|"
+            rf"mein\s+name\s+ist|mi\s+chiamo|meu\s+nome\s+[ée]|my\s+(?:son|daughter|wife|"
+            rf"husband|mother|father|mum|mom|dad|partner|child)(?:'s|’s)\s+name\s+is)\s+)"
+            rf"(?P<name>{_ANY_NAME})",
+        ),
+    ),
 ]
 # Words that look like names after "I am"/"I'm" but are not ("I'm Worried" at a sentence start).
 _NOT_NAMES = frozenset(
@@ -232,7 +312,7 @@ def scrub_pii(
         def replace(m: re.Match[str], label: str = label) -> str:
             name = m.groupdict().get("name")
             if name:  # introduction patterns: keep the introduction, replace the name
-                if name.split()[0] in _NOT_NAMES:
+                if name.split()[0].capitalize() in _NOT_NAMES:
                     return m.group(0)
                 counts[label] = counts.get(label, 0) + 1
                 return m.group(0)[: m.start("name") - m.start(0)] + f"[{label}]"

@@ -14,6 +14,7 @@ from PIL import Image
 
 from backend.imaging import ImageLimits, ImageRejected, decode_image, sniff_format
 from tests.conftest import shared_data
+from tests.data.dicom.fixtures import dicom_from_array
 
 BAD = Path(__file__).resolve().parents[2] / "data" / "bad_inputs"
 
@@ -81,27 +82,7 @@ def test_exif_orientation_is_applied() -> None:
 
 
 def _dicom(arr: np.ndarray, **attrs: object) -> bytes:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("x.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = arr.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    for key, value in attrs.items():
-        setattr(ds, key, value)
-    ds.PixelData = arr.astype(np.uint16).tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return dicom_from_array(arr, **attrs)
 
 
 def test_dicom_16bit_monochrome1_rescale_and_window() -> None:

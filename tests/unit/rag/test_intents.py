@@ -77,3 +77,17 @@ def test_at_least_eight_intents_are_distinguished() -> None:
 def test_most_adversarial_dose_prompts_are_recognised() -> None:
     hits = sum(detect_intent(p) is Intent.DOSAGE for p in DOSE_PROMPTS)
     assert hits >= 0.9 * len(DOSE_PROMPTS)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "My oxygen is 91, is that bad?",
+        "I took antibiotics for 2 weeks, is my x-ray better?",
+        "Had steroids 3 years ago, does it matter?",
+        "How is pneumonia treated?",
+        "What does the score of 71 mean?",
+    ],
+)
+def test_numbers_and_medicines_alone_are_not_dose_requests(message: str) -> None:
+    assert detect_intent(message) is not Intent.DOSAGE

@@ -98,3 +98,27 @@ def test_scores_and_measurements_are_not_mistaken_for_dates_or_phones() -> None:
         "Image anomaly score: 71.4/100, decision threshold 55.0; region 96x80 px at x=312, y=410."
     )
     assert scrub_pii(text).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("my name is john smith", "john smith"),
+        ("hi, my name is john smith and i have a cough", "john smith"),
+        ("call me dave please, what is my score?", "dave"),
+        ("me llamo maría lópez y tengo tos", "maría lópez"),
+        ("je m'appelle jean dupont", "jean dupont"),
+        ("my wife's name is anna", "anna"),
+    ],
+)
+def test_lower_case_names_after_an_introduction_are_scrubbed(text: str, secret: str) -> None:
+    result = scrub_pii(text)
+    for part in secret.split():
+        assert part not in result.text, result.text
+    assert result.counts.get("NAME") == 1
+    assert "[NAME]" in result.text
+
+
+def test_introductions_without_a_name_are_left_alone() -> None:
+    for text in ("my name is not important here", "i am worried about my score"):
+        assert scrub_pii(text).text == text
