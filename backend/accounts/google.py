@@ -25,6 +25,7 @@ from backend.errors import (
     AppError,
     BadRequestError,
     ConflictError,
+    NotFoundError,
     ServiceUnavailableError,
     UnauthorizedError,
     UnprocessableError,
@@ -57,8 +58,9 @@ class GoogleClients:
 
     def get(self, settings: Settings) -> Any:
         if not is_configured(settings):
-            raise ServiceUnavailableError(
-                "Google sign-in is not configured (GOOGLE_CLIENT_ID / GOOGLE_CLIENT_SECRET).",
+            raise NotFoundError(
+                "This server offers no Google sign-in (GOOGLE_CLIENT_ID / GOOGLE_CLIENT_SECRET "
+                "are not set).",
                 code="oauth_not_configured",
             )
         if self._client is None:

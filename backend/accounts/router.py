@@ -159,7 +159,10 @@ async def me(user: CurrentUser) -> UserOut:
     response_class=RedirectResponse,
     summary="Start Google sign-in (redirects to Google)",
     dependencies=_LOGIN_LIMIT,
-    responses={302: {"description": "Redirect to Google"}, **problem_responses(422, 429, 503)},
+    responses={
+        302: {"description": "Redirect to Google"},
+        **problem_responses(404, 422, 429, 503),
+    },
 )
 async def google_start(
     request: Request,
@@ -200,7 +203,7 @@ async def google_start(
     summary="Google's redirect target: answers a one-time code (never tokens) for the client",
     responses={
         302: {"description": "Redirect to return_to with ?code="},
-        **problem_responses(400, 401, 409, 503),
+        **problem_responses(400, 401, 404, 409, 503),
     },
 )
 async def google_callback(

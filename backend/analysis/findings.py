@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from backend.ml.vision.scorer import VisionResult
 
 
-def vision_findings(result: VisionResult, heatmap_jpeg: bytes | None) -> VisionFindings:
+def vision_findings(
+    result: VisionResult, heatmap_jpeg: bytes | None, scale: float = 1.0
+) -> VisionFindings:
+    """`scale`: pixels of the uploaded image per pixel of the analysed working copy."""
     return VisionFindings(
         anomaly_score=round(float(result.anomaly_score), 2),
         risk_level=result.risk_level,
@@ -30,7 +33,7 @@ def vision_findings(result: VisionResult, heatmap_jpeg: bytes | None) -> VisionF
         components=result.components,
         heatmap_base64=to_data_uri(heatmap_jpeg, "image/jpeg") if heatmap_jpeg else None,
         heatmap_media_type="image/jpeg" if heatmap_jpeg else None,
-        top_regions=[Region.model_validate(r) for r in result.top_regions],
+        top_regions=[_scaled(r, scale) for r in result.top_regions],
         model_confidence=round(float(result.model_confidence), 4),
         ood_score=round(float(result.ood_score), 4),
     )
@@ -68,4 +71,15 @@ def model_info(model: Any) -> ModelInfo:
         name=str(metadata.get("name") or type(model).__name__),
         version=str(getattr(model, "version", metadata.get("version", "unknown"))),
         sha256=getattr(model, "weights_sha256", None) or metadata.get("weights_sha256"),
+    )
+
+
+def _scaled(region: dict[str, float], scale: float) -> Region:
+    """A box from working-copy pixels to the uploaded image's pixels."""
+    return Region(
+        x=round(region["x"] * scale, 1),
+        y=round(region["y"] * scale, 1),
+        width=round(region["width"] * scale, 1),
+        height=round(region["height"] * scale, 1),
+        confidence=region["confidence"],
     )

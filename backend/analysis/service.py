@@ -49,11 +49,7 @@ class Submitted:
 
 
 def image_limits(settings: Settings) -> ImageLimits:
-    return ImageLimits(
-        max_bytes=settings.max_upload_bytes,
-        max_pixels=settings.max_image_pixels,
-        min_side=settings.min_image_side,
-    )
+    return ImageLimits.from_settings(settings)
 
 
 def _validate_text(symptoms: str | None, patient_ref: str | None, settings: Settings) -> None:

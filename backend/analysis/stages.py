@@ -97,7 +97,7 @@ class VisionStage:
 
         image, heatmap = _downscale(ctx.image.pixels, result.heatmap, HEATMAP_MAX_SIDE)
         ctx.heatmap_jpeg = await self.deps.threads.run_sync(render_heatmap_panels, image, heatmap)
-        ctx.vision = vision_findings(result, ctx.heatmap_jpeg)
+        ctx.vision = vision_findings(result, ctx.heatmap_jpeg, scale=ctx.image.scale)
 
 
 class MemoryStage:

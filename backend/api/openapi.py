@@ -25,6 +25,24 @@ _AUTH_CODES = ("401", "403")
 _BODY_CODES = ("400", "422")
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 
+# Where a response's ids lead (OpenAPI links): generated clients and stateful testers follow them.
+_TASK = {"task_id": "$response.body#/task_id"}
+_SESSION = {"session_id": "$response.body#/session_id"}
+LINKS: dict[str, tuple[str, dict[str, tuple[str, dict[str, str]]]]] = {
+    "analysis_submit": (
+        "202",
+        {
+            "GetStatus": ("analysis_get_status", _TASK),
+            "Cancel": ("analysis_cancel", _TASK),
+            "GetResult": ("analysis_get_result", _SESSION),
+            "GetHeatmap": ("analysis_get_heatmap", _SESSION),
+            "GetPdf": ("reports_get_pdf", _SESSION),
+            "GetFhir": ("reports_get_fhir", _SESSION),
+        },
+    ),
+    "analysis_get_status": ("200", {"GetResult": ("analysis_get_result", _SESSION)}),
+}
+
 
 def operation_id(route: APIRoute) -> str:
     """`<tag>_<function>`: `analysis_get_result`, `auth_login` (readable in generated clients)."""
@@ -62,7 +80,21 @@ def complete(
                 responses[code] = _problem(int(code), response)
     for name in _FASTAPI_VALIDATION:
         schemas.pop(name, None)
+    _add_links(spec)
     return spec
+
+
+def _add_links(spec: dict[str, Any]) -> None:
+    by_id = {op["operationId"]: op for op in _operations(spec) if "operationId" in op}
+    for source, (status, links) in LINKS.items():
+        if source not in by_id:
+            continue
+        response = by_id[source]["responses"].setdefault(status, {"description": "OK"})
+        response["links"] = {
+            name: {"operationId": target, "parameters": params}
+            for name, (target, params) in links.items()
+            if target in by_id
+        }
 
 
 def render(spec: dict[str, Any]) -> str:

@@ -47,6 +47,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> 
         rate_limit_analyze="100000/hour",
         rate_limit_chat="100000/hour",
         rate_limit_login="100000/minute",
+        preload_models=True,
     )
     app = build_app(settings)
     port = _free_port()
@@ -60,7 +61,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> 
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}"
+    # Readiness is 503 while the models load, by design: fuzz the running service, not its start.
+    while httpx.get(f"{base}/api/v1/health/ready", timeout=30).status_code != 200:
+        if time.monotonic() > deadline + 240:
+            raise RuntimeError("the service did not become ready")
+        time.sleep(1)
+    yield base
     server.should_exit = True
     thread.join(timeout=30)
 

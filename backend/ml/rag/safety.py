@@ -6,12 +6,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from backend.contract import DISCLAIMER as PRODUCT_DISCLAIMER
 from backend.ml.rag.normalise import folded_variants
 
-DISCLAIMER = (
-    "MedSight chat offers decision support, not a diagnosis: please discuss any result or "
-    "concern with a qualified clinician."
-)
+# The product's one disclaimer (the chat adds it to every answer).
+DISCLAIMER = PRODUCT_DISCLAIMER
 DOSE_REDACTION = "[dosing details removed: ask your clinician or pharmacist]"
 DOSAGE_REFUSAL = (
     "I can't give medication doses or schedules. How much of a medicine to take, and how often, "

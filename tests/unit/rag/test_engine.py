@@ -27,7 +27,7 @@ async def test_event_order_sources_and_disclaimer(engine: ChatEngine) -> None:
     assert set(kinds[1:-1]) == {"token"}
     assert answer.sources and all({"pmid", "title", "score"} <= set(s) for s in answer.sources)
     assert answer.text.rstrip().endswith(DISCLAIMER)
-    assert "decision support, not a diagnosis" in answer.text
+    assert "decision-support tool, not a diagnosis" in answer.text
     done = answer.done
     assert done["tier"] == "template" and done["refusal"] is None
     assert done["latency_ms"] >= done["first_token_ms"] > 0
