@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from backend.analysis.threads import InferenceThreads
 
 logger = logging.getLogger(__name__)
 
 BatchFn = Callable[[Sequence[Any]], list[Any]]
+I = TypeVar("I")  # noqa: E741 - item
+O = TypeVar("O")  # noqa: E741 - output
 
 
 class MicroBatcher:
@@ -37,7 +39,8 @@ class MicroBatcher:
         self.batches = 0
         self.items = 0
 
-    async def submit(self, fn: BatchFn, item: Any) -> Any:
+    async def submit(self, fn: Callable[[Sequence[I]], list[O]], item: I) -> O:
+        """`fn([item, ...])[i]` for this item, run alone or in a batch with concurrent callers."""
         if self.max_batch == 1:
             self.batches += 1
             self.items += 1
@@ -50,7 +53,8 @@ class MicroBatcher:
             self._flush_now()
         elif self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_later())
-        return await future
+        result: O = await future
+        return result
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.max_wait_s)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backend.contract import (
     DifferentialItem,
@@ -64,13 +64,21 @@ def fusion_findings(result: FusionResult) -> FusionFindings:
     return FusionFindings.model_validate(result.to_dict())
 
 
-def model_info(model: Any) -> ModelInfo:
+class DescribedModel(Protocol):
+    """What a loaded model tells about itself (its metadata.json beside the weights)."""
+
+    metadata: dict[str, Any]
+    version: str
+
+
+def model_info(model: DescribedModel) -> ModelInfo:
     """Name, version and weights hash of a loaded model (from its metadata)."""
-    metadata = getattr(model, "metadata", {}) or {}
+    metadata = model.metadata or {}
+    sha = getattr(model, "weights_sha256", None) or metadata.get("weights_sha256")
     return ModelInfo(
         name=str(metadata.get("name") or type(model).__name__),
-        version=str(getattr(model, "version", metadata.get("version", "unknown"))),
-        sha256=getattr(model, "weights_sha256", None) or metadata.get("weights_sha256"),
+        version=str(model.version),
+        sha256=str(sha) if sha else None,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
@@ -22,6 +22,10 @@ from backend.analysis.threads import InferenceThreads
 from backend.imaging import ImageLimits, decode_image
 from backend.ml.catalog import NLP, VISION
 from backend.ml.registry import ModelRegistry, release_device_memory
+
+if TYPE_CHECKING:
+    from backend.ml.nlp.pipeline import ClinicalNLP
+    from backend.ml.vision.scorer import VisionScorer
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ class VisionStage:
 
     async def run(self, ctx: PipelineContext) -> None:
         assert ctx.image is not None  # noqa: S101 - guaranteed by `requires`
-        scorer = await self.deps.registry.get(VISION)
+        scorer: VisionScorer = await self.deps.registry.get(VISION)
         ctx.models["vision"] = model_info(scorer)
         result = await self.deps.batcher.submit(scorer.score_batch, ctx.image.pixels)
         if not result.is_chest_xray:
@@ -124,7 +128,7 @@ class NlpStage:
         text = (ctx.input.symptoms or "").strip()
         if not text:
             raise StageSkipped("no symptoms were given", quiet=True)
-        model = await self.deps.registry.get(NLP)
+        model: ClinicalNLP = await self.deps.registry.get(NLP)
         ctx.models["nlp"] = model_info(model)
         raw = await self.deps.threads.run_sync(model.analyze, text)
         ctx.nlp_raw, ctx.nlp = raw, nlp_findings(raw)
