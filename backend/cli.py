@@ -53,11 +53,21 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         reload=reload,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
-        log_config=None,
-        timeout_graceful_shutdown=10,
+        **server_options(settings),
     )
+
+
+def server_options(settings: Any) -> dict[str, Any]:
+    """uvicorn's options for the service (bench/capacity.py serves its baseline with the same)."""
+    return {
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
+        "log_config": None,
+        # The app logs every request itself (backend/api/middleware.py); uvicorn's own access
+        # log would log each one a second time.
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 @db_app.command("upgrade")
