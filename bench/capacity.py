@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
-PASSWORD = "capacity-bench-password"
+PASSWORD = "capacity-bench-password"  # noqa: S105 - a throwaway bench account
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
