@@ -19,9 +19,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from backend.accounts.caller import auth_required
+from backend.accounts.google import check_return_to
 from backend.accounts.google import is_configured as google_configured
 from backend.config import Settings
-from backend.errors import NotFoundError
+from backend.errors import AppError, NotFoundError
 from backend.web.deps import SettingsDep
 from backend.web.etags import not_modified
 
@@ -73,10 +74,21 @@ def _assets() -> dict[str, Asset]:
     return found
 
 
-def page_config(settings: Settings) -> dict[str, str]:
+def _google_offered(settings: Settings, page_url: str) -> bool:
+    """Google sign-in is configured and may send its one-time code back to this page."""
+    if not google_configured(settings):
+        return False
+    try:
+        check_return_to(settings, page_url)
+    except AppError:
+        return False  # the page's origin is not in ALLOWED_ORIGINS
+    return True
+
+
+def page_config(settings: Settings, page_url: str) -> dict[str, str]:
     """What the page reads from its `<meta name="medsight:...">` tags."""
     return {
-        "google": "on" if google_configured(settings) else "off",
+        "google": "on" if _google_offered(settings, page_url) else "off",
         "anonymous": "refused" if auth_required(settings) else "allowed",
         "max-upload-mb": f"{settings.max_upload_size_mb:g}",
         "max-symptoms": str(settings.max_symptoms_chars),
@@ -108,7 +120,7 @@ def _respond(request: Request, asset: Asset, **headers: str) -> Response:
 @router.get("/")
 async def index(request: Request, settings: SettingsDep) -> Response:
     """The viewer page (its strict CSP replaces the API's `default-src 'none'`)."""
-    config = page_config(settings)
+    config = page_config(settings, str(request.base_url))
     asset = _page(
         config["google"], config["anonymous"], config["max-upload-mb"], config["max-symptoms"]
     )

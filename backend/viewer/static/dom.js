@@ -1,4 +1,4 @@
-// Building DOM without innerHTML: text from the API is always set as text, never parsed.
+// Building DOM from nodes, never from markup: text from the API is always set as text, never parsed.
 
 /** h("p", {class: "x", dataset: {id: 1}}, "text", child) → element. */
 export function h(tag, attrs = {}, ...children) {
