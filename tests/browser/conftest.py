@@ -155,15 +155,22 @@ class Viewer:
 
 
 def save_small(source: Path, target: Path) -> None:
-    """A 256-colour copy for the README (a few tens of KB instead of hundreds)."""
+    """A 256-colour copy at most 900 px wide for the README (tens of KB, not hundreds).
+
+    The palette is 160 greys (the radiograph keeps its tones) plus the page's 96 main colours.
+    """
     from PIL import Image
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(source) as image:
         small = image.convert("RGB")
-        if small.width > 1000:
-            small = small.resize((1000, round(small.height * 1000 / small.width)))
-        small.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
+    if small.width > 900:
+        small = small.resize((900, round(small.height * 900 / small.width)), Image.LANCZOS)
+    colours = small.quantize(colors=96, method=Image.Quantize.FASTOCTREE).getpalette() or []
+    greys = [round(i * 255 / 159) for i in range(160) for _ in range(3)]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(greys + colours[: 96 * 3])
+    small.quantize(palette=palette, dither=Image.Dither.NONE).save(target, optimize=True)
 
 
 def new_viewer(browser: Any, base_url: str, width: int = 1280, height: int = 900) -> Viewer:

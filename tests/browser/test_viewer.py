@@ -147,7 +147,7 @@ def test_upload_progress_heatmap_chat_and_pdf(viewer: Viewer) -> None:
     expect(page.locator("#heat-opacity")).to_be_disabled()
     page.locator("#heat-toggle").check()
     page.locator("#heat-opacity").fill("70")
-    viewer.snap("04-result", key=True)
+    viewer.snap("04-result")
     assert viewer.axe("result") == []
 
     # The chat answers beside it, streamed, with sources and the tier that answered.
