@@ -115,6 +115,12 @@ function drawTrend(trend) {
   points.forEach((p, i) => {
     svg.append(el("circle", { cx: x(i), cy: y(p.anomaly_score), r: 4.5, class: `dot risk-${(p.risk_level || "none").toLowerCase()}` }));
   });
+  const dates = points.length > 1 ? [0, points.length - 1] : [0];
+  for (const i of dates) {
+    const label = el("text", { x: x(i), y: height - 6, class: "axis", "text-anchor": i === 0 && points.length > 1 ? "start" : "end" });
+    label.textContent = new Date(points[i].created_at).toLocaleDateString(undefined, { day: "numeric", month: "short" });
+    svg.append(label);
+  }
   $("trend-chart").replaceChildren(svg);
   show(figure);
 }
