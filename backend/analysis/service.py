@@ -438,16 +438,7 @@ async def _status_event(runtime: AnalysisRuntime, view: StatusView, live: bool) 
 
 
 def _stage_event(event: StageEvent) -> StageProgressEvent:
-    return StageProgressEvent(
-        stage=event.stage,
-        phase=event.phase,
-        index=event.index,
-        total=event.total,
-        attempt=event.attempt,
-        progress=event.progress,
-        outcome=event.outcome,
-        elapsed_ms=event.elapsed_ms,
-    )
+    return StageProgressEvent.model_validate(event, from_attributes=True)
 
 
 async def estimated_wait(
