@@ -287,3 +287,35 @@ def test_a_phone_screen_shows_the_result_in_one_column(phone: Viewer) -> None:
     assert heat is not None and 300 <= heat["width"] <= 390
     phone.snap("09-phone-result", key=True)
     assert phone.axe("phone-result") == []
+
+
+def test_a_dropped_photo_is_flagged_as_not_a_chest_xray(viewer: Viewer, tmp_path: Any) -> None:
+    """Drag-and-drop of a grey photograph: the page says prominently that it is not scored."""
+    from sklearn.datasets import load_sample_images
+
+    photo = np.asarray(load_sample_images().images[0].mean(axis=2), np.uint8)
+    ok, png = cv2.imencode(".png", photo)
+    assert ok
+    start_anonymous(viewer)
+    page = viewer.page
+    dropped = page.evaluate_handle(
+        """(bytes) => {
+            const data = new DataTransfer();
+            data.items.add(new File([new Uint8Array(bytes)], 'photo.png', {type: 'image/png'}));
+            return data;
+        }""",
+        list(png.tobytes()),
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#image-chosen")).to_contain_text("photo.png")
+    expect(page.locator("#image-preview")).to_be_visible()
+    page.get_by_test_id("analyze-submit").click()
+    warnings = page.get_by_test_id("result-warnings")
+    expect(warnings).to_be_visible(timeout=RESULT_BUDGET_S * 1000)
+    expect(warnings).to_have_class(re.compile(r"\bsevere\b"))
+    expect(warnings.locator("h3")).to_have_text("This does not look like a chest X-ray")
+    expect(warnings).to_contain_text("does not look like a chest X-ray")
+    expect(page.locator("#no-image-score")).to_be_visible()
+    expect(page.get_by_test_id("result-score")).to_have_text("—")
+    viewer.snap("10-not-a-chest-xray", key=True)
+    assert viewer.axe("not-a-chest-xray") == []
