@@ -6,9 +6,9 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import anyio
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
+from backend.analysis.service import delete_analyses
 from backend.contract import FINAL_STATUSES
 from backend.db.base import utcnow
 from backend.db.models import Analysis
@@ -40,10 +40,7 @@ async def purge_expired(runtime: AnalysisRuntime, results: ResultCache) -> int:
                 )
             )
         ).all()
-        for _, key in rows:
-            await anyio.to_thread.run_sync(runtime.storage.delete, key)
-        if rows:
-            await session.execute(delete(Analysis).where(Analysis.id.in_([r[0] for r in rows])))
+        await delete_analyses(session, runtime.storage, [(r[0], r[1]) for r in rows])
     if rows:
         results.discard({str(r[0]) for r in rows})
         logger.info("purged expired analyses", extra={"count": len(rows)})

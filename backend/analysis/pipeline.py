@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -12,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.analysis.context import PipelineContext, PipelineInput
+from backend.analysis.feed import StageEvent, StageFeed
 from backend.analysis.stages import Stage, StageSkipped
 from backend.analysis.watch import CompletionWatch
 from backend.contract import (
@@ -53,6 +55,8 @@ class Pipeline:
         self.storage = storage
         self.progress: dict[str, tuple[str, float]] = {}
         self.watch = CompletionWatch()
+        # Stage start/end events of the runs in this process (GET /analyze/events/{id}).
+        self.feed = StageFeed()
         self.avg_total_ms = 250.0  # moving average of job time, for queue wait estimates
         # Called with every finished context (metrics, drift monitoring); never fail a job.
         self.observers: list[Callable[[PipelineContext], None]] = []
@@ -66,35 +70,21 @@ class Pipeline:
         ctx = PipelineContext(input=inp)
         started = time.perf_counter()
         total = len(self.stages)
+        attempt = self.feed.begin(inp.analysis_id)
         for index, stage in enumerate(self.stages):
             self.progress[inp.analysis_id] = (stage.name, index / (total + 1))
-            missing = [name for name in stage.requires if getattr(ctx, name) is None]
-            if missing:
-                ctx.stage_status[stage.name] = StageOutcome.SKIPPED
-                ctx.warn(f"{stage.name} stage skipped: needs {', '.join(missing)}")
-                if stage.timing_key:
-                    ctx.timings[stage.timing_key] = 0.0
-                continue
+            event = StageEvent(inp.analysis_id, stage.name, "start", index, total, attempt)
+            self.feed.publish(event)
             t0 = time.perf_counter()
-            try:
-                await stage.run(ctx)
-                ctx.stage_status[stage.name] = StageOutcome.OK
-            except StageSkipped as skip:
-                ctx.stage_status[stage.name] = (
-                    StageOutcome.WITHHELD if skip.withheld else StageOutcome.SKIPPED
+            await self._run_stage(stage, ctx)
+            self.feed.publish(
+                dataclasses.replace(
+                    event,
+                    phase="end",
+                    outcome=ctx.stage_status[stage.name],
+                    elapsed_ms=round((time.perf_counter() - t0) * 1000, 2),
                 )
-                if not skip.quiet:
-                    ctx.warn(f"{stage.name}: {skip}")
-            except Exception as exc:
-                ctx.stage_status[stage.name] = StageOutcome.FAILED
-                ctx.warn(f"{stage.name} stage failed: {_safe_message(exc)}")
-                logger.warning(
-                    "stage failed",
-                    exc_info=True,
-                    extra={"stage": stage.name, "analysis_id": inp.analysis_id},
-                )
-            if stage.timing_key:
-                ctx.timings[stage.timing_key] = round((time.perf_counter() - t0) * 1000, 2)
+            )
         # Stage 7: status.
         ctx.overall_status = _overall_status(ctx)
         ctx.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -106,6 +96,36 @@ class Pipeline:
             except Exception:  # noqa: BLE001 - an observer never fails an analysis
                 logger.warning("pipeline observer failed", exc_info=True)
         return ctx
+
+    async def _run_stage(self, stage: Stage, ctx: PipelineContext) -> None:
+        """Run one stage, recording its outcome, timing and any warning in `ctx`."""
+        missing = [name for name in stage.requires if getattr(ctx, name) is None]
+        if missing:
+            ctx.stage_status[stage.name] = StageOutcome.SKIPPED
+            ctx.warn(f"{stage.name} stage skipped: needs {', '.join(missing)}")
+            if stage.timing_key:
+                ctx.timings[stage.timing_key] = 0.0
+            return
+        t0 = time.perf_counter()
+        try:
+            await stage.run(ctx)
+            ctx.stage_status[stage.name] = StageOutcome.OK
+        except StageSkipped as skip:
+            ctx.stage_status[stage.name] = (
+                StageOutcome.WITHHELD if skip.withheld else StageOutcome.SKIPPED
+            )
+            if not skip.quiet:
+                ctx.warn(f"{stage.name}: {skip}")
+        except Exception as exc:
+            ctx.stage_status[stage.name] = StageOutcome.FAILED
+            ctx.warn(f"{stage.name} stage failed: {_safe_message(exc)}")
+            logger.warning(
+                "stage failed",
+                exc_info=True,
+                extra={"stage": stage.name, "analysis_id": ctx.input.analysis_id},
+            )
+        if stage.timing_key:
+            ctx.timings[stage.timing_key] = round((time.perf_counter() - t0) * 1000, 2)
 
     def build_result(
         self, ctx: PipelineContext, analysis: Analysis | None = None, task_id: str = ""
@@ -192,6 +212,7 @@ class Pipeline:
             # window in which a finished analysis still has a running job.
             await mark_job_done(session, job_id)
         self.watch.notify(analysis_id)
+        self.feed.finished(analysis_id)
 
 
 def json_safe(value: Any) -> Any:

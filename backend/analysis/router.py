@@ -1,26 +1,52 @@
-"""HTTP face of analyses: submit, status, result, heatmap, cancel."""
+"""HTTP face of analyses: submit, status, events, result, heatmap, cancel."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 
 from backend.accounts.dependencies import OwnerDep
 from backend.accounts.ratelimit import rate_limit
 from backend.analysis import service
 from backend.analysis.dependencies import ResultCacheDep, RuntimeDep
-from backend.analysis.schemas import AnalysisStatusOut, AnalyzeAccepted
+from backend.analysis.schemas import (
+    AnalysisStatusOut,
+    AnalyzeAccepted,
+    FinalEvent,
+    StageProgressEvent,
+    StatusEvent,
+    StreamErrorEvent,
+    TimeoutEvent,
+)
 from backend.audit.dependencies import AuditSpoolDep
 from backend.audit.service import audit_read, record_audit
 from backend.contract import AnalysisResult, AnalysisStatus, HeatmapMode
+from backend.errors import AppError
 from backend.web.deps import ClientIP, SessionDep
 from backend.web.docs import etag_responses, location_response
 from backend.web.etags import not_modified
 from backend.web.problems import problem_responses
+from backend.web.sse import HEADERS, HEARTBEAT, sse_event, sse_response_doc
 from backend.web.uploads import read_limited
 
+logger = logging.getLogger(__name__)
+
 MAX_WAIT_S = 30.0
+MAX_FOLLOW_S = 600.0
+HEARTBEAT_S = 10.0
+ANALYSIS_EVENTS: dict[str, type[Any]] = {
+    "status": StatusEvent,
+    "stage": StageProgressEvent,
+    "final": FinalEvent,
+    "timeout": TimeoutEvent,
+    "error": StreamErrorEvent,
+}
+_EVENT_NAMES = {model: name for name, model in ANALYSIS_EVENTS.items()}
 
 router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
 
@@ -113,6 +139,61 @@ async def get_status(
 
 
 @router.get(
+    "/events/{task_id}",
+    summary="Follow an analysis: its stages as they start and end, then its final state (SSE)",
+    response_class=StreamingResponse,
+    responses={
+        200: sse_response_doc(
+            "`status` first (and whenever the status changes), one `stage` event per stage "
+            "start and end, then `final`; `timeout` instead when `wait` runs out first "
+            "(reconnect to keep following; the stages of a running analysis are replayed). "
+            "A client that cannot read streams long-polls `GET /status/{task_id}?wait=N`.",
+            ANALYSIS_EVENTS,
+        ),
+        **problem_responses(404),
+    },
+)
+async def events(
+    task_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    owner: OwnerDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_FOLLOW_S,
+            description="Follow for at most this many seconds (<= "
+            f"{MAX_FOLLOW_S:g}); 0 sends the current state and ends.",
+        ),
+    ] = 300.0,
+) -> StreamingResponse:
+    await service.get_job_and_analysis(session, owner, task_id)  # 404 before the stream starts
+    # The request's DB session is released before streaming; the stream reads with its own.
+    await session.commit()
+
+    async def stream() -> AsyncIterator[bytes]:
+        last_sent = time.monotonic()
+        try:
+            async for event in service.follow_analysis(runtime, owner, task_id, wait):
+                if event is not None:
+                    yield sse_event(_EVENT_NAMES[type(event)], event.model_dump(mode="json"))
+                    last_sent = time.monotonic()
+                elif time.monotonic() - last_sent >= HEARTBEAT_S:
+                    yield HEARTBEAT
+                    last_sent = time.monotonic()
+        except AppError as exc:  # e.g. the analysis was deleted while followed
+            yield sse_event("error", {"message": exc.message, "code": exc.code})
+        except Exception:
+            logger.exception("analysis events failed", extra={"task_id": task_id})
+            yield sse_event(
+                "error", {"message": "Following the analysis failed.", "code": "internal_error"}
+            )
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=HEADERS)
+
+
+@router.get(
     "/result/{session_id}",
     response_model=AnalysisResult,
     summary="The result of a finished analysis",
@@ -190,6 +271,25 @@ async def get_heatmap(
 
 
 @router.delete(
+    "/result/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a finished analysis: its upload, result, heatmap and the chats about it",
+    responses=problem_responses(404, 409),
+)
+async def delete_result(
+    session_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    owner: OwnerDep,
+    ip: ClientIP,
+    cache: ResultCacheDep,
+) -> None:
+    await service.delete_analysis(session, runtime.storage, owner, session_id, client_ip=ip)
+    await session.commit()  # gone from the database before this process's cache forgets it
+    cache.discard([session_id])
+
+
+@router.delete(
     "/{task_id}",
     status_code=status.HTTP_200_OK,
     response_model=AnalysisStatusOut,
@@ -202,6 +302,7 @@ async def cancel(
     await service.cancel_job(session, owner, task_id)
     job, analysis = await service.get_job_and_analysis(session, owner, task_id)
     runtime.pipeline.watch.notify(analysis.id)
+    runtime.pipeline.feed.finished(analysis.id)
     await record_audit(
         session,
         actor_id=owner.user_id,

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from backend.accounts.caller import Owner
+from backend.analysis.feed import StageEvent
 from backend.analysis.result_cache import CachedBody, ResultCache, variant_key
+from backend.analysis.schemas import FinalEvent, StageProgressEvent, StatusEvent, TimeoutEvent
+from backend.analysis.watch import POLL_S
 from backend.audit.service import record_audit
 from backend.config import Settings
 from backend.contract import (
@@ -29,7 +33,7 @@ from backend.contract import (
     load_result,
 )
 from backend.db.base import new_id, utcnow
-from backend.db.models import Analysis, Job
+from backend.db.models import Analysis, ChatMessage, Job
 from backend.errors import ConflictError, NotFoundError, UnprocessableError
 from backend.imaging import DecodedImage, ImageLimits, decode_image
 from backend.storage import ObjectStorage
@@ -262,6 +266,51 @@ async def cancel_job(session: AsyncSession, owner: Owner, job_id: str) -> str:
     return "cancelled"
 
 
+async def delete_analyses(
+    session: AsyncSession, storage: ObjectStorage, analyses: Sequence[tuple[str, str]]
+) -> list[str]:
+    """Delete (id, upload key) analyses with their uploads, jobs and chats; returns the ids."""
+    # Uploads first: should the database step fail, no orphaned X-ray outlives the request.
+    for _, key in analyses:
+        try:
+            await anyio.to_thread.run_sync(storage.delete, key)
+        except FileNotFoundError:
+            pass
+    ids = [analysis_id for analysis_id, _ in analyses]
+    if ids:
+        await session.execute(delete(ChatMessage).where(ChatMessage.analysis_id.in_(ids)))
+        await session.execute(delete(Job).where(Job.analysis_id.in_(ids)))
+        await session.execute(delete(Analysis).where(Analysis.id.in_(ids)))
+    return ids
+
+
+async def delete_analysis(
+    session: AsyncSession,
+    storage: ObjectStorage,
+    owner: Owner,
+    session_id: str,
+    *,
+    client_ip: str | None = None,
+) -> None:
+    """Delete one finished analysis of the owner's: upload, result, job and chats about it."""
+    analysis = await get_analysis(session, owner, session_id, with_result=False)
+    if analysis.status not in FINAL_STATUSES:
+        raise ConflictError(
+            f"The analysis is {analysis.status}: cancel it or wait until it has finished.",
+            code="analysis_not_finished",
+            extra={"analysis_status": analysis.status},
+        )
+    await delete_analyses(session, storage, [(analysis.id, analysis.image_key)])
+    await record_audit(
+        session,
+        actor_id=owner.user_id,
+        action="analysis.deleted",
+        resource_type="analysis",
+        resource_id=session_id,
+        client_ip=client_ip,
+    )
+
+
 # --- reads: status with long poll, finished results in their served forms ------------------
 @dataclass(frozen=True)
 class StatusView:
@@ -287,11 +336,105 @@ async def wait_for_status(
         # waiting, so the next read sees what the worker committed.
         await session.rollback()
         await runtime.pipeline.watch.wait(analysis_id, remaining)
+    return _status_view(runtime, job, analysis)
+
+
+def _status_view(runtime: AnalysisRuntime, job: Job, analysis: Analysis) -> StatusView:
+    """The row's stage and progress, or this process's live ones while it runs the analysis."""
     stage, progress = analysis.stage, float(analysis.progress or 0.0)
     live = runtime.pipeline.progress.get(analysis.id)
     if live is not None and analysis.status == AnalysisStatus.RUNNING:
         stage, progress = live
     return StatusView(job=job, analysis=analysis, stage=stage, progress=progress)
+
+
+# --- events: stage start/end as they happen, then the final state --------------------------
+AnalysisEvent = StatusEvent | StageProgressEvent | FinalEvent | TimeoutEvent
+NO_STAGE_EVENTS = (
+    "Stage events come from the process that runs the analysis; with Celery workers "
+    "(QUEUE_BACKEND=celery) this stream follows the job row: status changes and the final state."
+)
+
+
+async def follow_analysis(
+    runtime: AnalysisRuntime, owner: Owner, task_id: str, wait_s: float
+) -> AsyncIterator[AnalysisEvent | None]:
+    """The events of one analysis for `wait_s` seconds: `status`, `stage`..., then `final`.
+
+    Stage events come from this process's pipeline (replayed from the start of the run when
+    the follower joins late); status changes and the final state come from the job row, which
+    is re-read whenever no stage event came for `POLL_S` seconds and at once when a run of this
+    process ends. So the stream also works when another process runs the analysis. Yields None
+    when there is nothing new (the caller may send a heartbeat). Opens its own database sessions:
+    it outlives the request's.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    live = runtime.settings.queue_backend == "local"
+    job, analysis = await _read_job(runtime, owner, task_id)
+    with runtime.pipeline.feed.subscribe(analysis.id) as subscription:
+        view = _status_view(runtime, job, analysis)
+        yield await _status_event(runtime, view, live)
+        for logged in subscription.replay:
+            yield _stage_event(logged)
+        last = view.analysis.status
+        while last not in FINAL_STATUSES:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                yield TimeoutEvent(
+                    task_id=task_id,
+                    session_id=view.analysis.id,
+                    status=AnalysisStatus(last),
+                    stage=view.stage,
+                    progress=round(view.progress, 3),
+                )
+                return
+            event = await subscription.next(min(remaining, POLL_S))
+            if event is not None:
+                yield _stage_event(event)
+                continue
+            view = _status_view(runtime, *await _read_job(runtime, owner, task_id))
+            if view.analysis.status != last and view.analysis.status not in FINAL_STATUSES:
+                yield await _status_event(runtime, view, live)
+            else:
+                yield None
+            last = view.analysis.status
+    status = AnalysisStatus(view.analysis.status)
+    yield FinalEvent(
+        task_id=task_id,
+        session_id=view.analysis.id,
+        status=status,
+        overall_status=OverallStatus(view.analysis.overall_status)
+        if view.analysis.overall_status
+        else None,
+        error=view.analysis.error,
+        result_url=f"/api/v1/analyze/result/{view.analysis.id}" if status.has_result else None,
+    )
+
+
+async def _read_job(runtime: AnalysisRuntime, owner: Owner, task_id: str) -> tuple[Job, Analysis]:
+    async with runtime.database.sessionmaker() as session:
+        return await get_job_and_analysis(session, owner, task_id)
+
+
+async def _status_event(runtime: AnalysisRuntime, view: StatusView, live: bool) -> StatusEvent:
+    ahead = None
+    if view.analysis.status == AnalysisStatus.QUEUED:
+        ahead = await runtime.jobs.queued_ahead(view.job.id)
+    return StatusEvent(
+        task_id=view.job.id,
+        session_id=view.analysis.id,
+        status=AnalysisStatus(view.analysis.status),
+        stage=view.stage,
+        progress=round(view.progress, 3),
+        queue_position=ahead,
+        stage_events=live,
+        note=None if live else NO_STAGE_EVENTS,
+    )
+
+
+def _stage_event(event: StageEvent) -> StageProgressEvent:
+    return StageProgressEvent.model_validate(event, from_attributes=True)
 
 
 async def estimated_wait(

@@ -24,6 +24,7 @@ from backend.accounts.ratelimit import build_limiter, rate_limit_exceeded_handle
 from backend.analysis import router as analysis_router
 from backend.analysis.pipeline import metrics_observer
 from backend.analysis.result_cache import ResultCache
+from backend.analysis.router import ANALYSIS_EVENTS
 from backend.analysis.runtime import AnalysisRuntime, build_runtime
 from backend.api import health, metrics
 from backend.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -42,6 +43,7 @@ from backend.process import configure_process, settle_heap, stop_watching_gc_pau
 from backend.reports import router as reports_router
 from backend.reports.service import ReportService
 from backend.users import router as users_router
+from backend.viewer import router as viewer_router
 from backend.voice import router as voice_router
 from backend.web.problems import install_error_handlers
 from backend.web.state import AppState
@@ -173,9 +175,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat_router.router,
         reports_router.router,
         metrics.router,
+        viewer_router.router,
     ):
         app.include_router(router)
-    install_openapi(app, extra_schemas=tuple(CHAT_EVENTS.values()))
+    install_openapi(app, extra_schemas=(*CHAT_EVENTS.values(), *ANALYSIS_EVENTS.values()))
     # Order: the last added runs first. Request ids wrap everything, so even a 413 has one.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.allowed_origins or settings.allowed_origin_regex:

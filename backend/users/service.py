@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import anyio
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.accounts.auth_cache import credentials_revoked
+from backend.analysis.service import delete_analyses
 from backend.audit.service import record_audit
-from backend.db.models import Analysis, ApiKey, ChatMessage, Job, OAuthCode, RefreshToken, User
+from backend.db.models import Analysis, ApiKey, ChatMessage, OAuthCode, RefreshToken, User
 from backend.storage import ObjectStorage
 
 logger = logging.getLogger(__name__)
@@ -94,25 +94,12 @@ async def erase_user(
     analyses = (
         await session.execute(select(Analysis.id, Analysis.image_key).where(_mine(user)))
     ).all()
-    # Uploads first: should the database step fail, no orphaned X-ray outlives the request.
-    for _, key in analyses:
-        try:
-            await anyio.to_thread.run_sync(storage.delete, key)
-        except FileNotFoundError:
-            pass
-    ids = [row[0] for row in analyses]
+    ids = await delete_analyses(session, storage, [(row[0], row[1]) for row in analyses])
     await session.execute(
         delete(ChatMessage).where(
-            or_(
-                ChatMessage.owner_id == user.id,
-                ChatMessage.owner_key == user.id,
-                ChatMessage.analysis_id.in_(ids),
-            )
+            or_(ChatMessage.owner_id == user.id, ChatMessage.owner_key == user.id)
         )
     )
-    if ids:
-        await session.execute(delete(Job).where(Job.analysis_id.in_(ids)))
-        await session.execute(delete(Analysis).where(Analysis.id.in_(ids)))
     for model in (ApiKey, RefreshToken, OAuthCode):
         await session.execute(delete(model).where(model.user_id == user.id))
     await record_audit(

@@ -42,6 +42,7 @@ from backend.jobs.store import JobStore, mark_job_done
 from backend.main import create_app
 from backend.storage.local import LocalStorage
 from tests.conftest import REPO, AppParts, fixture_images, make_settings, parts
+from tests.integration.test_analysis_events import parse_sse
 
 needs_redis = pytest.mark.skipif(
     not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set (needs a real Redis)"
@@ -256,9 +257,22 @@ async def test_worker_processes_complete_analyses_submitted_through_the_api(
     first, second = cluster.start_worker("w1"), cluster.start_worker("w2")
     images = fixture_images()
     accepted = [await cluster.submit(images[i % len(images)]) for i in range(4)]
+    # The API process follows one of them while a worker process runs it.
+    following = asyncio.create_task(
+        cluster.client.get(
+            f"/api/v1/analyze/events/{accepted[0]['task_id']}", params={"wait": 90}, timeout=120
+        )
+    )
     await asyncio.to_thread(first.wait_ready)
     await asyncio.to_thread(second.wait_ready)
     final = await cluster.wait_final([a["task_id"] for a in accepted], timeout=90)
+    events = parse_sse((await following).text)
+    # No stage events cross processes: the stream says so, then follows the job row to the end.
+    assert events[0][0] == "status" and events[0][1]["stage_events"] is False
+    assert "QUEUE_BACKEND=celery" in events[0][1]["note"]
+    assert "stage" not in [name for name, _ in events]
+    assert events[-1][0] == "final"
+    assert events[-1][1]["status"] == final[accepted[0]["task_id"]]["status"]
     for item in accepted:
         body = final[item["task_id"]]
         result = await cluster.client.get(f"/api/v1/analyze/result/{item['session_id']}")

@@ -1,0 +1,1 @@
+"""The clinical viewer: a static page at `/` that is a client of the public JSON API only."""
