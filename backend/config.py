@@ -119,6 +119,32 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     retention_days: int = 30
 
+    # --- PACS (DICOMweb in and out; docs/pacs.md) ----------------------------------------
+    # STOW-RS receive: the largest request (a study may hold several images; each instance is
+    # still held to MAX_UPLOAD_SIZE_MB), instances per request, and requests per caller.
+    dicomweb_max_request_mb: float = Field(default=200.0, gt=0)
+    dicomweb_max_instances: int = Field(default=50, ge=1)
+    rate_limit_dicomweb: str = "600/hour"
+    # Where results go back: the PACS's DICOMweb root (STOW-RS to {url}/studies). Empty: results
+    # are not sent anywhere.
+    pacs_dicomweb_url: str | None = None
+    # HTTP basic credentials, or a bearer token, for the PACS (empty: none).
+    pacs_dicomweb_username: str | None = None
+    pacs_dicomweb_password: str | None = None
+    pacs_dicomweb_token: str | None = None
+    # A CA bundle for a PACS behind an internal certificate authority.
+    pacs_ca_bundle: Path | None = None
+    # One STOW-RS request may take this long; deliveries run this many at a time per process.
+    pacs_timeout_s: float = Field(default=60.0, gt=0)
+    pacs_concurrency: int = Field(default=2, ge=1)
+    # Retries while the PACS is unreachable: base * 2^(attempt-1) seconds, capped, with jitter;
+    # a delivery still failing this many hours after the analysis finished is given up.
+    pacs_retry_base_s: float = Field(default=10.0, gt=0)
+    pacs_retry_max_s: float = Field(default=600.0, gt=0)
+    pacs_give_up_after_h: float = Field(default=72.0, gt=0)
+    # How often the outbox is swept for results finished by other processes (Celery workers).
+    pacs_sweep_interval_s: float = Field(default=5.0, gt=0)
+
     # --- models --------------------------------------------------------------------------
     vision_anomaly_backend: str = "auto"
     vision_model_dir: Path | None = None
@@ -179,6 +205,16 @@ class Settings(BaseSettings):
     def _csv_lists(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("pacs_dicomweb_url")
+    @classmethod
+    def _pacs_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("PACS_DICOMWEB_URL must be an http:// or https:// URL")
+        return value
+
     @field_validator("queue_backend")
     @classmethod
     def _queue_backend(cls, value: str) -> str:
@@ -229,6 +265,10 @@ class Settings(BaseSettings):
     @cached_property
     def max_request_body_bytes(self) -> int:
         return int(max(self.max_request_body_mb, self.max_upload_size_mb + 1) * 1024 * 1024)
+
+    @cached_property
+    def dicomweb_max_request_bytes(self) -> int:
+        return int(max(self.dicomweb_max_request_mb, self.max_upload_size_mb + 1) * 1024 * 1024)
 
 
 def _weak_secret_reason(value: str) -> str | None:

@@ -28,6 +28,8 @@ def required_scope(method: str, route_path: str) -> Scope | None:
     for segment in segments:
         if segment in _SEGMENT_SCOPES:
             return _SEGMENT_SCOPES[segment]
-    if route_path.startswith("/api/v1/analyze") or route_path == "/api/v1/users/me/sessions":
+    if route_path.startswith(("/api/v1/analyze", "/api/v1/dicomweb")) or (
+        route_path == "/api/v1/users/me/sessions"
+    ):
         return "analyze:read" if method.upper() in {"GET", "HEAD"} else "analyze:write"
     return None

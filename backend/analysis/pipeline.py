@@ -60,10 +60,16 @@ class Pipeline:
         self.avg_total_ms = 250.0  # moving average of job time, for queue wait estimates
         # Called with every finished context (metrics, drift monitoring); never fail a job.
         self.observers: list[Callable[[PipelineContext], None]] = []
+        # Called with the analysis id once its result is committed (e.g. the PACS sender).
+        self.finish_listeners: list[Callable[[str], None]] = []
 
     def observe(self, observer: Callable[[PipelineContext], None]) -> None:
         """Call `observer(ctx)` after every run (e.g. metrics: `observe_with(metrics)`)."""
         self.observers.append(observer)
+
+    def on_finish(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(analysis_id)` after each result this process commits."""
+        self.finish_listeners.append(listener)
 
     async def run(self, inp: PipelineInput) -> PipelineContext:
         """Run every stage; a failure is recorded and later stages still run if they can."""
@@ -213,6 +219,11 @@ class Pipeline:
             await mark_job_done(session, job_id)
         self.watch.notify(analysis_id)
         self.feed.finished(analysis_id)
+        for listener in self.finish_listeners:
+            try:
+                listener(analysis_id)
+            except Exception:  # noqa: BLE001 - a listener never fails a committed job
+                logger.warning("finish listener failed", exc_info=True)
 
 
 def json_safe(value: Any) -> Any:

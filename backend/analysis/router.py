@@ -18,6 +18,7 @@ from backend.analysis.schemas import (
     AnalysisStatusOut,
     AnalyzeAccepted,
     FinalEvent,
+    PacsDeliveryOut,
     StageProgressEvent,
     StatusEvent,
     StreamErrorEvent,
@@ -135,6 +136,24 @@ async def get_status(
         progress=round(view.progress, 3),
         attempts=view.job.attempts,
         error=view.analysis.error,
+        pacs_delivery=_delivery(view),
+    )
+
+
+def _delivery(view: service.StatusView) -> PacsDeliveryOut | None:
+    row = view.delivery
+    if row is None:
+        return None
+    waiting = row.status in {"pending", "retrying"}
+    return PacsDeliveryOut(
+        state=row.status,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at if waiting else None,
+        delivered_at=row.delivered_at,
+        last_error=row.last_error,
+        study_instance_uid=row.study_instance_uid,
+        sr_series_instance_uid=row.sr_series_uid,
+        image_series_instance_uid=row.image_series_uid,
     )
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from backend.contract import AnalysisStatus, OverallStatus, StageOutcome
+from backend.contract import AnalysisStatus, OverallStatus, StageOutcome, UtcDatetime
 
 
 class AnalyzeAccepted(BaseModel):
@@ -21,6 +21,25 @@ class AnalyzeAccepted(BaseModel):
     estimated_wait_s: float = Field(ge=0, description="Rough seconds until the result is ready")
 
 
+class PacsDeliveryOut(BaseModel):
+    """Where the result stands on its way back to the PACS (analyses received by STOW-RS)."""
+
+    state: Literal["pending", "sending", "retrying", "delivered", "failed", "skipped"] = Field(
+        description="pending: waiting for the analysis to finish; sending; retrying: the last "
+        "attempt failed, another follows at `next_attempt_at`; delivered; failed: given up (see "
+        "`last_error`); skipped: nothing to send (the analysis failed or was not scored)"
+    )
+    attempts: int = Field(ge=0, description="STOW-RS attempts so far")
+    next_attempt_at: UtcDatetime | None = Field(
+        default=None, description="When the next attempt is due (pending and retrying)"
+    )
+    delivered_at: UtcDatetime | None = None
+    last_error: str | None = Field(default=None, description="Why the last attempt failed")
+    study_instance_uid: str = Field(description="The study the results are filed into")
+    sr_series_instance_uid: str = Field(description="The series of the DICOM SR")
+    image_series_instance_uid: str = Field(description="The series of the heatmap image")
+
+
 class AnalysisStatusOut(BaseModel):
     """Where a submitted analysis is."""
 
@@ -33,6 +52,11 @@ class AnalysisStatusOut(BaseModel):
     progress: float = Field(ge=0, le=1, description="0-1")
     attempts: int = Field(ge=0, description="Runs so far (a job is retried up to 3 times)")
     error: str | None = Field(default=None, description="Why it failed, when it failed")
+    pacs_delivery: PacsDeliveryOut | None = Field(
+        default=None,
+        description="Delivery of the result to the PACS; null unless the image came by STOW-RS "
+        "with a PACS configured (`PACS_DICOMWEB_URL`)",
+    )
 
 
 # The events of `GET /api/v1/analyze/events/{task_id}` (each is `event: <name>` + JSON data).

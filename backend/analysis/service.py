@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ from backend.contract import (
     load_result,
 )
 from backend.db.base import new_id, utcnow
-from backend.db.models import Analysis, ChatMessage, Job
+from backend.db.models import Analysis, ChatMessage, Job, PacsDelivery
 from backend.errors import ConflictError, NotFoundError, UnprocessableError
 from backend.imaging import DecodedImage, ImageLimits, decode_image
 from backend.storage import ObjectStorage
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
     from backend.analysis.runtime import AnalysisRuntime
 
 logger = logging.getLogger(__name__)
+
+
+# Given the decoded upload and the new analysis id: raise to refuse, or rows to insert with it.
+ExtraRows = Callable[[DecodedImage, str], Sequence[object]]
 
 
 @dataclass(frozen=True)
@@ -100,12 +105,15 @@ async def submit_analysis(
     idempotency_key: str | None,
     limiter: anyio.CapacityLimiter,
     client_ip: str | None = None,
+    extra_rows: ExtraRows | None = None,
 ) -> Submitted:
     """Validate, store the image, insert analysis + job + audit event and COMMIT once.
 
     The caller then enqueues. The audit event shares the submission's transaction: a
     submission is never committed without its event, and on SQLite one commit holds the
-    write lock once.
+    write lock once. `extra_rows(decoded, analysis_id)` may refuse the decoded image (by
+    raising, before anything is stored) or return rows to commit with the analysis (the
+    DICOMweb receiver's PACS outbox row).
     """
     symptoms = symptoms.strip() if symptoms else None
     patient_ref = patient_ref.strip() if patient_ref else None
@@ -122,6 +130,7 @@ async def submit_analysis(
         _decode_and_hash, data, image_limits(settings), limiter=limiter
     )
     analysis_id = new_id()
+    rows = extra_rows(decoded, analysis_id) if extra_rows is not None else ()
     key = f"uploads/{utcnow():%Y/%m/%d}/{analysis_id}.{decoded.format}"
     await anyio.to_thread.run_sync(storage.put, key, data, limiter=limiter)
     now = utcnow()
@@ -150,6 +159,7 @@ async def submit_analysis(
     )
     session.add(analysis)
     session.add(job)
+    session.add_all(rows)
     try:
         await session.flush()  # a duplicate Idempotency-Key fails here, before the audit
         await record_audit(
@@ -318,6 +328,7 @@ class StatusView:
     analysis: Analysis
     stage: str | None
     progress: float
+    delivery: PacsDelivery | None = None  # its way back to the PACS, for STOW-RS uploads
 
 
 async def wait_for_status(
@@ -336,7 +347,11 @@ async def wait_for_status(
         # waiting, so the next read sees what the worker committed.
         await session.rollback()
         await runtime.pipeline.watch.wait(analysis_id, remaining)
-    return _status_view(runtime, job, analysis)
+    view = _status_view(runtime, job, analysis)
+    delivery = await session.scalar(
+        select(PacsDelivery).where(PacsDelivery.analysis_id == analysis.id)
+    )
+    return dataclasses.replace(view, delivery=delivery)
 
 
 def _status_view(runtime: AnalysisRuntime, job: Job, analysis: Analysis) -> StatusView:

@@ -37,6 +37,9 @@ from backend.config import Settings, get_settings
 from backend.contract import DISCLAIMER
 from backend.db.migrate import upgrade_database
 from backend.db.session import Database
+from backend.dicomweb import router as dicomweb_router
+from backend.dicomweb.delivery import PacsSender
+from backend.dicomweb.schemas import StowResponse
 from backend.logs import configure_logging
 from backend.observability import Metrics, install_metrics
 from backend.process import configure_process, settle_heap, stop_watching_gc_pauses
@@ -69,6 +72,12 @@ async def build_state(settings: Settings, metrics: Metrics) -> AppState:
     state.add(GoogleClients())
     state.add(ChatService(settings, runtime.registry, database, limiter=runtime.inference_limiter))
     state.add(ReportService(runtime.storage, runtime.pipeline.code_version))
+    if settings.pacs_dicomweb_url:
+        # Results go back to the PACS: swept every few seconds, woken by each local result.
+        sender = state.add(PacsSender(settings, database, runtime.storage), close=None)
+        runtime.pipeline.on_finish(sender.wake)
+        sender.start()
+        state.on_close("pacs sender", sender.aclose)
     return state
 
 
@@ -174,13 +183,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         analysis_router.router,
         chat_router.router,
         reports_router.router,
+        dicomweb_router.router,
         metrics.router,
         viewer_router.router,
     ):
         app.include_router(router)
-    install_openapi(app, extra_schemas=(*CHAT_EVENTS.values(), *ANALYSIS_EVENTS.values()))
+    install_openapi(
+        app, extra_schemas=(*CHAT_EVENTS.values(), *ANALYSIS_EVENTS.values(), StowResponse)
+    )
     # Order: the last added runs first. Request ids wrap everything, so even a 413 has one.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        # A STOW-RS request carries a whole study (several images); each is still capped.
+        path_limits={"/api/v1/dicomweb/": settings.dicomweb_max_request_bytes},
+    )
     if settings.allowed_origins or settings.allowed_origin_regex:
         app.add_middleware(
             CORSMiddleware,

@@ -80,17 +80,28 @@ class RequestContextMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Reject bodies over the limit with 413, by Content-Length or while streaming."""
+    """Reject bodies over the limit with 413, by Content-Length or while streaming.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    `path_limits` maps path prefixes to their own limit (e.g. DICOMweb, whose requests carry
+    whole studies).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        path = scope.get("path", "")
+        limit = next(
+            (n for prefix, n in self.path_limits.items() if path.startswith(prefix)),
+            self.max_bytes,
+        )
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

@@ -124,6 +124,15 @@ def _problem(code: int, response: dict[str, Any]) -> dict[str, Any]:
         "description": description,
         "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}},
     }
+    # A response that documents a body of its own kind keeps it instead (STOW-RS answers 409
+    # with application/dicom+json: which instances failed, and why).
+    own = {
+        media_type: body
+        for media_type, body in response.get("content", {}).items()
+        if media_type not in {"application/json", PROBLEM_MEDIA_TYPE}
+    }
+    if own:
+        out["content"] = own
     if "headers" in response:
         out["headers"] = response["headers"]
     return out

@@ -1,9 +1,11 @@
 """The viewer in a real browser: Debian's Chromium driven by Playwright, against the real app.
 
 One server (uvicorn, real models, a small chat corpus, Google sign-in through the local fake
-OIDC provider) and one browser serve every browser test of the session. Each test gets a fresh
-browser context whose requests may reach 127.0.0.1 only, and fails on any console error or
-uncaught exception the page logs (a test that expects one names it).
+OIDC provider) and one browser serve every browser test of the module. Both are module-scoped on
+purpose: Playwright's sync API keeps its event loop marked as running on the main thread while it
+is open, so it must close before the rest of the suite (which calls `asyncio.run`) goes on.
+Each test gets a fresh browser context whose requests may reach 127.0.0.1 only, and fails on any
+console error or uncaught exception the page logs (a test that expects one names it).
 
 Screenshots go to `$MEDSIGHT_TEST_OUTPUT/browser/` (default `test-output/browser/`); with
 `MEDSIGHT_UPDATE_SCREENSHOTS=1` the key ones are also written, small, to `docs/screenshots/`.
@@ -56,7 +58,7 @@ def oidc_provider() -> Iterator[FakeOIDCProvider]:
     provider.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def viewer_server(
     tmp_path_factory: pytest.TempPathFactory, oidc_provider: FakeOIDCProvider
 ) -> Iterator[Server]:
@@ -85,7 +87,7 @@ def viewer_server(
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     args = [
         "--no-sandbox",
