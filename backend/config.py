@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     google_client_id: str | None = None
     google_client_secret: str | None = None
     google_discovery_url: str | None = None
+    # The address people open the service at, e.g. https://medsight.hospital.org: links in
+    # account mail (email verification) are built on it. Empty: the request's own URL, which
+    # an attacker controls through the Host header unless TRUSTED_HOSTS is set.
+    public_base_url: str | None = None
     rate_limit_analyze: str = "10/hour"
     rate_limit_chat: str = "50/hour"
     rate_limit_login: str = "20/minute"

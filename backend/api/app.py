@@ -20,6 +20,7 @@ from backend import __version__
 from backend.accounts import router as accounts_router
 from backend.accounts.auth_cache import AuthCache
 from backend.accounts.google import GoogleClients
+from backend.accounts.mailer import LogMailer, Mailer
 from backend.accounts.ratelimit import build_limiter, rate_limit_exceeded_handler
 from backend.analysis import router as analysis_router
 from backend.analysis.pipeline import metrics_observer
@@ -70,6 +71,7 @@ async def build_state(settings: Settings, metrics: Metrics) -> AppState:
     state.add(AuthCache(ttl_s=settings.auth_cache_ttl_s))
     state.add(build_limiter(settings), as_type=Limiter)
     state.add(GoogleClients())
+    state.add(LogMailer(), as_type=Mailer)
     state.add(ChatService(settings, runtime.registry, database, limiter=runtime.inference_limiter))
     state.add(ReportService(runtime.storage, runtime.pipeline.code_version))
     if settings.pacs_dicomweb_url:
