@@ -144,7 +144,9 @@ async def login(
 ) -> TokenPair:
     """Check the password under the account and address lockouts; 401 or 429 otherwise."""
     email = normalise_email(email)
-    await lockout.ensure_not_locked(session, email=email, ip=client_ip)
+    delay = await lockout.ensure_not_locked(session, email=email, ip=client_ip)
+    if delay > 0:
+        await anyio.sleep(delay)  # an account under attack: every attempt on it is slowed
     user = await session.scalar(select(User).where(User.email == email))
     ok = await anyio.to_thread.run_sync(
         passwords.verify_password, user.password_hash if user else None, password
@@ -163,7 +165,7 @@ async def login(
         # The failure must outlive the error response (the request session rolls back).
         await session.commit()
         raise UnauthorizedError("Wrong email or password.", code="invalid_credentials")
-    await lockout.record_success(session, email=email)
+    await lockout.record_success(session, email=email, ip=client_ip)
     if passwords.needs_rehash(user.password_hash or ""):
         user.password_hash = await anyio.to_thread.run_sync(passwords.hash_password, password)
     await record_audit(
