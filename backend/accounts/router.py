@@ -8,12 +8,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Form, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from backend.accounts import api_keys, google, service
+from backend.accounts import anonymous, api_keys, google, service
+from backend.accounts.caller import auth_required
 from backend.accounts.dependencies import CallerDep, CurrentUser, TokenUser
 from backend.accounts.google import GoogleClients
 from backend.accounts.mailer import Mailer
 from backend.accounts.ratelimit import rate_limit
 from backend.accounts.schemas import (
+    AnonymousIdentityOut,
     ApiKeyCreatedOut,
     ApiKeyCreateIn,
     ApiKeyOut,
@@ -29,6 +31,7 @@ from backend.accounts.schemas import (
 )
 from backend.accounts.service import OAUTH_CODE_TTL, TokenPair
 from backend.db.models import ApiKey, User
+from backend.errors import ForbiddenError
 from backend.web.deps import ClientIP, SessionDep, SettingsDep
 from backend.web.problems import problem_responses
 from backend.web.state import provide
@@ -198,6 +201,35 @@ async def refresh(
 )
 async def logout(user: TokenUser, caller: CallerDep, session: SessionDep, ip: ClientIP) -> None:
     await service.logout(session, user=user, family_id=caller.family_id, client_ip=ip)
+
+
+@router.post(
+    "/anonymous",
+    response_model=AnonymousIdentityOut,
+    summary="Get an anonymous identity (development only; for clients without cookies)",
+    description="Where anonymous use is allowed (never in production), every anonymous client "
+    "is its own owner: its analyses, Idempotency-Keys and conversations are invisible to other "
+    "clients. Browsers get the identity as a cookie on first use; scripts call this once and "
+    f"send the value back as the `{anonymous.HEADER}` header. Sending it with the header "
+    "continues that identity; otherwise a new one is issued.",
+    dependencies=_LOGIN_LIMIT,
+    responses=problem_responses(403, 429),
+)
+async def anonymous_identity(caller: CallerDep, settings: SettingsDep) -> Response:
+    if auth_required(settings) or caller.anonymous_id is None:
+        raise ForbiddenError(
+            "This server requires sign-in; there is no anonymous use.", code="anonymous_refused"
+        )
+    anon_id = caller.anonymous_id
+    token = anonymous.token_for(settings, anon_id)
+    response = JSONResponse(
+        AnonymousIdentityOut(anonymous_id=token, header=anonymous.HEADER).model_dump()
+    )
+    response.headers.append(
+        "set-cookie", anonymous.cookie_header(token, secure=settings.is_production).decode()
+    )
+    _no_store(response)
+    return response
 
 
 @router.get(

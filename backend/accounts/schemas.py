@@ -117,3 +117,8 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreatedOut(ApiKeyOut):
     key: str = Field(description="The full key; shown only now, store it safely")
+
+
+class AnonymousIdentityOut(BaseModel):
+    anonymous_id: str = Field(description="Send it back as the header named in `header`")
+    header: str

@@ -17,7 +17,9 @@ from slowapi.errors import RateLimitExceeded
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from backend import __version__
+from backend.accounts import anonymous
 from backend.accounts import router as accounts_router
+from backend.accounts.anonymous import AnonymousCookieMiddleware
 from backend.accounts.auth_cache import AuthCache
 from backend.accounts.google import GoogleClients
 from backend.accounts.mailer import LogMailer, Mailer
@@ -194,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app, extra_schemas=(*CHAT_EVENTS.values(), *ANALYSIS_EVENTS.values(), StowResponse)
     )
     # Order: the last added runs first. Request ids wrap everything, so even a 413 has one.
+    app.add_middleware(AnonymousCookieMiddleware, secure=settings.is_production)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_body_bytes,
@@ -207,8 +210,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origin_regex=settings.allowed_origin_regex,
             allow_credentials=True,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key"],
-            expose_headers=["X-Request-ID", "Retry-After", "ETag", "Location"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "Idempotency-Key",
+                anonymous.HEADER,
+            ],
+            expose_headers=["X-Request-ID", "Retry-After", "ETag", "Location", anonymous.HEADER],
         )
     if settings.trusted_hosts and settings.trusted_hosts != ["*"]:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
