@@ -32,6 +32,7 @@ from backend.analysis.runtime import AnalysisRuntime, build_runtime
 from backend.api import health, metrics
 from backend.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from backend.api.openapi import install_openapi, operation_id
+from backend.audit.service import configure_chain_key
 from backend.audit.spool import AuditSpool
 from backend.chat import router as chat_router
 from backend.chat.router import CHAT_EVENTS
@@ -61,6 +62,7 @@ async def build_state(settings: Settings, metrics: Metrics) -> AppState:
     """Every long-lived part, in dependency order; `AppState.aclose()` undoes it in reverse."""
     state = AppState()
     state.add(settings)
+    configure_chain_key(settings.audit_hmac_key)
     database = state.add(Database.connect(settings.database_url, echo=settings.database_echo))
     state.on_close("database", database.aclose)
     state.add(metrics)

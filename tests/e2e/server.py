@@ -107,6 +107,7 @@ def make_env(data_dir: Path, database_url: str | None = None, **extra: str) -> d
             "RATE_LIMIT_ANALYZE": "100000/hour",
             "RATE_LIMIT_CHAT": "100000/hour",
             "PYTHONUNBUFFERED": "1",
+            "AUDIT_HMAC_KEY": "test-audit-chain-key-" + "k" * 32,
         }
     )
     env.update(extra)
