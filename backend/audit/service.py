@@ -271,7 +271,9 @@ def _broken(checked: int, row_id: int, kind: str, reason: str) -> dict[str, Any]
     return {"ok": False, "checked": checked, "broken_at": row_id, "kind": kind, "reason": reason}
 
 
-def verify_audit_chain(database_url: str, *, key: str, anchor: str | None = None) -> dict[str, Any]:
+def verify_audit_chain(
+    database_url: str, *, key: str | None = None, anchor: str | None = None
+) -> dict[str, Any]:
     """Blocking entry point for `medsight audit verify`: `{"ok": bool, "checked": n, ...}`."""
 
     async def run() -> dict[str, Any]:
