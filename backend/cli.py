@@ -307,12 +307,18 @@ app.add_typer(audit_app, name="audit")
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the audit chain; exits 1 if any row was edited or removed."""
+def audit_verify(
+    anchor: Annotated[
+        str | None,
+        typer.Option(help="A `head` printed by an earlier verify and kept outside the database"),
+    ] = None,
+) -> None:
+    """Check the keyed audit chain; exits 1 if a row was edited or removed (see `proves`)."""
     from backend.audit.service import verify_audit_chain
     from backend.config import get_settings
 
-    report = verify_audit_chain(get_settings().database_url)
+    settings = get_settings()
+    report = verify_audit_chain(settings.database_url, key=settings.audit_hmac_key, anchor=anchor)
     _echo_json(report)
     if not report.get("ok"):
         raise typer.Exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     # --- secrets -------------------------------------------------------------------------
     secret_key: str = ""
     jwt_secret_key: str = ""
+    # Keys the audit chain (HMAC-SHA256). Keep it outside the database: whoever holds both can
+    # rewrite the audit log undetectably.
+    audit_hmac_key: str = ""
 
     # --- persistence ---------------------------------------------------------------------
     database_url: str = ""
@@ -100,9 +104,15 @@ class Settings(BaseSettings):
     google_client_id: str | None = None
     google_client_secret: str | None = None
     google_discovery_url: str | None = None
+    # The address people open the service at, e.g. https://medsight.hospital.org: links in
+    # account mail (email verification) are built on it. Empty: the request's own URL, which
+    # an attacker controls through the Host header unless TRUSTED_HOSTS is set.
+    public_base_url: str | None = None
     rate_limit_analyze: str = "10/hour"
     rate_limit_chat: str = "50/hour"
     rate_limit_login: str = "20/minute"
+    # Speech-to-text is the most CPU-heavy route (Whisper on up to 120 s of audio).
+    rate_limit_transcribe: str = "30/hour"
     redis_url: str | None = None
 
     # --- jobs ----------------------------------------------------------------------------
@@ -284,12 +294,13 @@ def _weak_secret_reason(value: str) -> str | None:
 
 def _require_strong_secrets(settings: Settings) -> None:
     problems = []
-    for name in ("secret_key", "jwt_secret_key"):
+    for name in _SECRETS:
         reason = _weak_secret_reason(getattr(settings, name))
         if reason:
             problems.append(f"{name.upper()} {reason}")
-    if settings.jwt_secret_key and settings.jwt_secret_key == settings.secret_key:
-        problems.append("JWT_SECRET_KEY must differ from SECRET_KEY")
+    values = [getattr(settings, name) for name in _SECRETS if getattr(settings, name)]
+    if len(set(values)) != len(values):
+        problems.append("SECRET_KEY, JWT_SECRET_KEY and AUDIT_HMAC_KEY must all differ")
     if problems:
         raise ConfigError(
             "Refusing to start in production: "
@@ -299,9 +310,12 @@ def _require_strong_secrets(settings: Settings) -> None:
         )
 
 
+_SECRETS = ("secret_key", "jwt_secret_key", "audit_hmac_key")
+
+
 def _fill_dev_secrets(settings: Settings) -> None:
     """Generate missing development secrets once and keep them in a local file across restarts."""
-    if settings.secret_key and settings.jwt_secret_key:
+    if all(getattr(settings, name) for name in _SECRETS):
         return
     path = settings.secrets_file
     assert path is not None  # noqa: S101 - set by the validator above
@@ -309,7 +323,7 @@ def _fill_dev_secrets(settings: Settings) -> None:
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
     changed = False
-    for name in ("secret_key", "jwt_secret_key"):
+    for name in _SECRETS:
         if getattr(settings, name):
             continue
         if not stored.get(name):
@@ -317,10 +331,14 @@ def _fill_dev_secrets(settings: Settings) -> None:
             changed = True
         setattr(settings, name, stored[name])
     if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(stored), encoding="utf-8")
-        os.chmod(tmp, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        # Created 0600 (O_EXCL): the secrets are never readable by others, not even briefly.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps(stored))
         tmp.replace(path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 
@@ -25,6 +26,12 @@ class AppError(Exception):
         self.message = message
         if status_code is not None:
             self.status_code = status_code
+            if type(self).title == AppError.title and status_code != 500:
+                # A bare AppError given a 4xx must not be titled "Internal Server Error".
+                try:
+                    self.title = HTTPStatus(status_code).phrase
+                except ValueError:
+                    self.title = "Error"
         if code is not None:
             self.code = code
         self.extra = extra or {}

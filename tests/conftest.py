@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MEDSIGHT_SHARED_DATA", REPO.parent / "shared" / "data"))
 FIXTURES = SHARED_DATA / "cxr-dev" / "fixtures"
 PG_URL = os.environ.get("MEDSIGHT_TEST_DATABASE_URL")
+TEST_AUDIT_KEY = "test-audit-chain-key-" + "k" * 32
 
 
 def shared_data(*parts: str) -> Path:
@@ -72,6 +73,8 @@ def make_settings(tmp: Path, database_url: str, **overrides: Any) -> Settings:
         "preload_models": False,
         "corpus_autobuild": False,
         "worker_concurrency": 2,
+        # One key for every app of the run: they all append to the same test database's chain.
+        "audit_hmac_key": TEST_AUDIT_KEY,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -8,6 +8,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.accounts import anonymous
 from backend.accounts.api_keys import authenticate_key, key_digest
 from backend.accounts.auth_cache import AuthCache, Identity
 from backend.accounts.scopes import required_scope
@@ -25,8 +26,11 @@ class Owner:
     key: str
 
     @classmethod
-    def anonymous(cls) -> Owner:
-        return cls(user_id=None, key="anonymous")
+    def anonymous(cls, anonymous_id: str | None = None) -> Owner:
+        """An anonymous client's own owner key (`anon:<id>`); without an id the legacy shared
+        key, which only maintenance code and tests use."""
+        key = anonymous.owner_key(anonymous_id) if anonymous_id else "anonymous"
+        return cls(user_id=None, key=key)
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,11 @@ class Caller:
     scopes: frozenset[str] | None = None  # None: every scope (a user's own token)
     family_id: str | None = None  # refresh family behind an access token (for logout)
     api_key_id: str | None = None
+    anonymous_id: str | None = None  # the anonymous client's own identity (anonymous.py)
 
     @classmethod
-    def anonymous(cls) -> Caller:
-        return cls(user_id=None, via="anonymous")
+    def anonymous(cls, anonymous_id: str | None = None) -> Caller:
+        return cls(user_id=None, via="anonymous", anonymous_id=anonymous_id)
 
 
 def auth_required(settings: Settings) -> bool:
@@ -135,9 +140,9 @@ async def load_user(session: AsyncSession, caller: Caller) -> User:
 def owner_for(caller: Caller, settings: Settings, *, method: str, route_path: str) -> Owner:
     """The owner whose resources this request may touch; 401/403 when it may touch none."""
     if caller.user_id is None:
-        if auth_required(settings):
+        if auth_required(settings) or caller.anonymous_id is None:
             raise unauthenticated()
-        return Owner.anonymous()
+        return Owner.anonymous(caller.anonymous_id)
     if caller.scopes is not None:
         check_scope(caller, required_scope(method, route_path))
     return Owner(user_id=caller.user_id, key=caller.user_id)

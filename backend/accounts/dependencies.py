@@ -8,17 +8,21 @@ from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
+from backend.accounts import anonymous
 from backend.accounts.auth_cache import AuthCache
 from backend.accounts.caller import (
     Caller,
     Owner,
+    auth_required,
     check_scope,
     load_user,
     owner_for,
     resolve_caller,
     unauthenticated,
 )
+from backend.config import Settings
 from backend.db.models import User
+from backend.errors import UnauthorizedError
 from backend.web.deps import SessionDep, SettingsDep
 from backend.web.state import provide
 
@@ -37,10 +41,36 @@ async def get_caller(
     bearer: Annotated[str | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Caller:
-    """The authenticated caller; invalid credentials are a 401 even where anonymous is allowed."""
+    """The authenticated caller; invalid credentials are a 401 even where anonymous is allowed.
+
+    Without credentials, where anonymous use is allowed, the caller is the anonymous client's
+    own identity: from the `X-Anonymous-Id` header (401 if forged), else the cookie, else a new
+    one issued with this response.
+    """
     caller = await resolve_caller(session, settings, bearer=bearer, api_key=api_key, cache=cache)
+    if caller.user_id is None and not auth_required(settings):
+        caller = Caller.anonymous(anonymous_identity(request, settings))
     request.state.caller = caller
     return caller
+
+
+def anonymous_identity(request: Request, settings: Settings) -> str:
+    """The anonymous client's id (header, then cookie), or a new one issued now."""
+    header = request.headers.get(anonymous.HEADER)
+    if header is not None:
+        anon_id = anonymous.verify(settings, header)
+        if anon_id is None:
+            raise UnauthorizedError(
+                f"The {anonymous.HEADER} header is not an identity this server issued; get one "
+                "from POST /api/v1/auth/anonymous.",
+                code="invalid_anonymous_id",
+            )
+        return anon_id
+    anon_id = anonymous.verify(settings, request.cookies.get(anonymous.COOKIE))
+    if anon_id is None:
+        anon_id, token = anonymous.issue(settings)
+        anonymous.remember_issued(request.state, token)
+    return anon_id
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

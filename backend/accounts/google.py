@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.accounts.revocation import revoke_all_credentials
 from backend.audit.service import record_audit
 from backend.config import Settings
 from backend.db.base import new_id, utcnow
@@ -36,6 +37,11 @@ logger = logging.getLogger(__name__)
 GOOGLE_DISCOVERY_URL = "https://accounts.google.com/.well-known/openid-configuration"
 STATE_TTL = timedelta(minutes=10)
 STATE_COOKIE = "medsight_oauth_state"
+# Binds the one-time code to the browser that started sign-in: the code can be exchanged only
+# together with this cookie, which never appears in a URL (so a code that leaks through a
+# redirect, a log or a Referer is useless elsewhere).
+BINDING_COOKIE = "medsight_oauth_binding"
+COOKIE_PATH = "/api/v1/auth/google"
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,11 @@ def build_client(settings: Settings) -> Any:
 
 
 def check_return_to(settings: Settings, return_to: str | None) -> str | None:
-    """Only an origin named in ALLOWED_ORIGINS / ALLOWED_ORIGIN_REGEX may receive the code."""
+    """Only an origin listed exactly in ALLOWED_ORIGINS may receive the code.
+
+    ALLOWED_ORIGIN_REGEX is deliberately not consulted: a pattern such as `https://.*\.hf\.space`
+    matches every tenant of a shared host, and the one-time code would go to any of them.
+    """
     if not return_to:
         return None
     parts = urlsplit(return_to)
@@ -89,20 +99,26 @@ def check_return_to(settings: Settings, return_to: str | None) -> str | None:
     allowed = (
         parts.scheme in {"http", "https"}
         and bool(parts.netloc)
-        and (
-            origin in settings.allowed_origins
-            or (
-                settings.allowed_origin_regex is not None
-                and re.fullmatch(settings.allowed_origin_regex, origin) is not None
-            )
-        )
+        and origin in settings.allowed_origins
     )
     if not allowed or parts.username or parts.password:
         raise UnprocessableError(
-            "return_to must be a URL on an origin listed in ALLOWED_ORIGINS.",
+            "return_to must be a URL on an origin listed exactly in ALLOWED_ORIGINS.",
             code="invalid_return_to",
         )
     return return_to
+
+
+def browser_binding(settings: Settings, state: str) -> str:
+    """The secret the initiating browser holds (in a cookie) for this sign-in's `state`."""
+    return hmac.new(
+        settings.secret_key.encode("utf-8"), b"oauth-binding:" + state.encode("utf-8"), "sha256"
+    ).hexdigest()
+
+
+def bound_code_hash(code: str, binding: str) -> str:
+    """The stored form of a one-time code: only code + the browser's binding finds the row."""
+    return hashlib.sha256(f"{binding}:{code}".encode()).hexdigest()
 
 
 async def start(
@@ -200,11 +216,19 @@ async def finish(
 async def user_for_identity(
     session: AsyncSession, identity: GoogleIdentity, *, client_ip: str
 ) -> User:
-    """The linked user; else link by verified email; else create one."""
+    """The linked user; else the account with this (verified) email; else a new one.
+
+    A password account is linked only if its owner proved the address (verification link).
+    An unverified one may have been registered by anyone who typed the address (the "pre-account
+    takeover"): Google proving the address makes the Google user its owner, so the unproved
+    password is removed and every session and API key made with it is revoked before linking.
+    """
     user = await session.scalar(select(User).where(User.google_sub == identity.sub))
     if user is not None:
         if not user.is_active:
             raise UnauthorizedError("This account is disabled.", code="account_disabled")
+        if user.email_verified_at is None:
+            user.email_verified_at = utcnow()
         return user
     if not identity.email or not identity.email_verified:
         raise UnauthorizedError(
@@ -214,7 +238,20 @@ async def user_for_identity(
     if user is not None:
         if user.google_sub is not None or not user.is_active:
             raise ConflictError("This email belongs to another account.", code="email_taken")
+        if user.email_verified_at is None and user.password_hash is not None:
+            user.password_hash = None
+            await revoke_all_credentials(session, user.id)
+            await record_audit(
+                session,
+                actor_id=user.id,
+                action="auth.unverified_password_removed",
+                resource_type="user",
+                resource_id=user.id,
+                client_ip=client_ip,
+                details={"reason": "google proved the address"},
+            )
         user.google_sub = identity.sub
+        user.email_verified_at = user.email_verified_at or utcnow()
         await session.flush()
         return user
     user = User(
@@ -223,6 +260,7 @@ async def user_for_identity(
         full_name=identity.name[:200],
         password_hash=None,
         google_sub=identity.sub,
+        email_verified_at=utcnow(),
         created_at=utcnow(),
     )
     try:

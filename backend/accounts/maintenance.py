@@ -17,7 +17,7 @@ async def purge_auth_state(session: AsyncSession) -> dict[str, int]:
     """Delete what can no longer be used; returns counts per table (flushed, not committed)."""
     now = utcnow()
     # A rotated or revoked refresh token is kept until it expires: a replay must still be seen.
-    stale_counters = now - max(lockout.ACCOUNT_POLICY.window, lockout.ADDRESS_POLICY.window)
+    stale_counters = now - lockout.longest_window()
     statements = {
         "refresh_tokens": delete(RefreshToken).where(RefreshToken.expires_at < now),
         "oauth_codes": delete(OAuthCode).where(OAuthCode.expires_at < now - timedelta(hours=1)),

@@ -24,7 +24,7 @@ from backend.web.problems import problem_response
 
 logger = logging.getLogger(__name__)
 
-LIMIT_NAMES = ("analyze", "chat", "login")
+LIMIT_NAMES = ("analyze", "chat", "login", "transcribe")
 
 
 def _key_func(request: Request) -> str:

@@ -8,11 +8,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Form, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from backend.accounts import api_keys, google, service
+from backend.accounts import anonymous, api_keys, google, service
+from backend.accounts.caller import auth_required
 from backend.accounts.dependencies import CallerDep, CurrentUser, TokenUser
 from backend.accounts.google import GoogleClients
+from backend.accounts.mailer import Mailer
 from backend.accounts.ratelimit import rate_limit
 from backend.accounts.schemas import (
+    AnonymousIdentityOut,
     ApiKeyCreatedOut,
     ApiKeyCreateIn,
     ApiKeyOut,
@@ -20,17 +23,21 @@ from backend.accounts.schemas import (
     LoginIn,
     OneTimeCodeOut,
     RefreshIn,
+    RegisterAccepted,
     RegisterIn,
     TokenPairOut,
     UserOut,
+    VerifiedOut,
 )
 from backend.accounts.service import OAUTH_CODE_TTL, TokenPair
 from backend.db.models import ApiKey, User
+from backend.errors import ForbiddenError
 from backend.web.deps import ClientIP, SessionDep, SettingsDep
 from backend.web.problems import problem_responses
 from backend.web.state import provide
 
 GoogleClientsDep = Annotated[GoogleClients, provide(GoogleClients)]
+MailerDep = Annotated[Mailer, provide(Mailer)]
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -47,6 +54,7 @@ def user_out(user: User) -> UserOut:
         created_at=user.created_at,
         has_password=user.password_hash is not None,
         google_linked=user.google_sub is not None,
+        email_verified=user.email_verified_at is not None,
     )
 
 
@@ -65,17 +73,69 @@ def _no_store(response: Response) -> None:
 
 @router.post(
     "/register",
-    status_code=status.HTTP_201_CREATED,
-    response_model=UserOut,
-    summary="Create an account with email and password",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RegisterAccepted,
+    summary="Create an account with email and password (a confirmation link is mailed)",
+    description="Answers 202 with the same body whether the address is new or already has an "
+    "account, so it cannot be used to find out who has one. A new account can sign in at once; "
+    "its address counts as proved only after the mailed link is opened (in development the "
+    "link is written to the log).",
     dependencies=_LOGIN_LIMIT,
-    responses=problem_responses(409, 422, 429),
+    responses=problem_responses(422, 429),
 )
-async def register(body: RegisterIn, session: SessionDep, ip: ClientIP) -> UserOut:
-    user = await service.register(
-        session, email=body.email, password=body.password, full_name=body.full_name, client_ip=ip
+async def register(
+    request: Request,
+    body: RegisterIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    mailer: MailerDep,
+    ip: ClientIP,
+) -> RegisterAccepted:
+    await service.register(
+        session,
+        settings,
+        mailer,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
+        client_ip=ip,
+        base_url=str(request.base_url),
     )
-    return user_out(user)
+    return RegisterAccepted()
+
+
+@router.get(
+    "/verify",
+    response_model=VerifiedOut,
+    summary="Open the emailed confirmation link: marks the address as proved",
+    responses=problem_responses(400, 422),
+)
+async def verify_email(
+    session: SessionDep,
+    settings: SettingsDep,
+    ip: ClientIP,
+    token: Annotated[str, Query(min_length=1, max_length=1024, pattern=_PRINTABLE)],
+) -> VerifiedOut:
+    user = await service.verify_email(session, settings, token=token, client_ip=ip)
+    return VerifiedOut(email=user.email)
+
+
+@router.post(
+    "/verify/resend",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RegisterAccepted,
+    summary="Mail a new confirmation link to the signed-in account's address",
+    dependencies=_LOGIN_LIMIT,
+    responses=problem_responses(401, 403, 429),
+)
+async def resend_verification(
+    request: Request, user: TokenUser, session: SessionDep, settings: SettingsDep, mailer: MailerDep
+) -> RegisterAccepted:
+    if user.email_verified_at is None and user.password_hash is not None:
+        await service.send_verification(
+            session, settings, mailer, user, base_url=str(request.base_url)
+        )
+    return RegisterAccepted(detail="If the address still needs confirming, a link was sent.")
 
 
 async def _login(
@@ -143,6 +203,35 @@ async def logout(user: TokenUser, caller: CallerDep, session: SessionDep, ip: Cl
     await service.logout(session, user=user, family_id=caller.family_id, client_ip=ip)
 
 
+@router.post(
+    "/anonymous",
+    response_model=AnonymousIdentityOut,
+    summary="Get an anonymous identity (development only; for clients without cookies)",
+    description="Where anonymous use is allowed (never in production), every anonymous client "
+    "is its own owner: its analyses, Idempotency-Keys and conversations are invisible to other "
+    "clients. Browsers get the identity as a cookie on first use; scripts call this once and "
+    f"send the value back as the `{anonymous.HEADER}` header. Sending it with the header "
+    "continues that identity; otherwise a new one is issued.",
+    dependencies=_LOGIN_LIMIT,
+    responses=problem_responses(403, 429),
+)
+async def anonymous_identity(caller: CallerDep, settings: SettingsDep) -> Response:
+    if auth_required(settings) or caller.anonymous_id is None:
+        raise ForbiddenError(
+            "This server requires sign-in; there is no anonymous use.", code="anonymous_refused"
+        )
+    anon_id = caller.anonymous_id
+    token = anonymous.token_for(settings, anon_id)
+    response = JSONResponse(
+        AnonymousIdentityOut(anonymous_id=token, header=anonymous.HEADER).model_dump()
+    )
+    response.headers.append(
+        "set-cookie", anonymous.cookie_header(token, secure=settings.is_production).decode()
+    )
+    _no_store(response)
+    return response
+
+
 @router.get(
     "/me",
     response_model=UserOut,
@@ -184,14 +273,25 @@ async def google_start(
     url, state = await google.start(session, client, redirect_uri=redirect_uri, return_to=target)
     await session.commit()
     response = RedirectResponse(url, status_code=status.HTTP_302_FOUND)
+    # Lax: the callback is a top-level navigation from Google, which must carry it.
     response.set_cookie(
         google.STATE_COOKIE,
         state,
         max_age=int(google.STATE_TTL.total_seconds()),
-        path="/api/v1/auth/google",
+        path=google.COOKIE_PATH,
         httponly=True,
         secure=settings.is_production,
         samesite="lax",
+    )
+    # Strict: only the exchange (a same-site POST) needs it; no cross-site request carries it.
+    response.set_cookie(
+        google.BINDING_COOKIE,
+        google.browser_binding(settings, state),
+        max_age=int((google.STATE_TTL + OAUTH_CODE_TTL).total_seconds()),
+        path=google.COOKIE_PATH,
+        httponly=True,
+        secure=settings.is_production,
+        samesite="strict",
     )
     return response
 
@@ -230,7 +330,9 @@ async def google_callback(
         await session.commit()  # the state is spent even when the sign-in fails
         raise
     user = await google.user_for_identity(session, identity, client_ip=ip)
-    one_time = await service.create_one_time_code(session, user)
+    one_time = await service.create_one_time_code(
+        session, user, binding=google.browser_binding(settings, row.state)
+    )
     await session.commit()
     expires_in = int(OAUTH_CODE_TTL.total_seconds())
     response: Response
@@ -245,7 +347,7 @@ async def google_callback(
         response = JSONResponse({"code": one_time, "expires_in": expires_in})
     _no_store(response)
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.delete_cookie(google.STATE_COOKIE, path="/api/v1/auth/google")
+    response.delete_cookie(google.STATE_COOKIE, path=google.COOKIE_PATH)
     return response
 
 
@@ -253,19 +355,30 @@ async def google_callback(
     "/google/exchange",
     response_model=TokenPairOut,
     summary="Exchange the one-time code from the Google callback for tokens",
+    description="Only the browser that started the sign-in can exchange its code: the request "
+    "must carry the `medsight_oauth_binding` cookie set by `GET /api/v1/auth/google` "
+    "(`fetch(..., {credentials: 'same-origin'})`). A code without it is refused (401).",
     dependencies=_LOGIN_LIMIT,
     responses=problem_responses(401, 422, 429),
 )
 async def google_exchange(
+    request: Request,
     body: CodeExchangeIn,
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
     ip: ClientIP,
 ) -> TokenPairOut:
-    pair = await service.exchange_one_time_code(session, settings, code=body.code, client_ip=ip)
+    pair = await service.exchange_one_time_code(
+        session,
+        settings,
+        code=body.code,
+        binding=request.cookies.get(google.BINDING_COOKIE),
+        client_ip=ip,
+    )
     await session.commit()
     _no_store(response)
+    response.delete_cookie(google.BINDING_COOKIE, path=google.COOKIE_PATH)
     return _pair_out(pair)
 
 

@@ -81,6 +81,21 @@ class UserOut(BaseModel):
     created_at: UtcDatetime
     has_password: bool
     google_linked: bool
+    email_verified: bool
+
+
+class RegisterAccepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    detail: str = Field(
+        default="If this address can be registered, a confirmation link has been sent to it. "
+        "Sign in with the password you chose.",
+        description="The same answer whether or not the address already had an account",
+    )
+
+
+class VerifiedOut(BaseModel):
+    status: Literal["verified"] = "verified"
+    email: str
 
 
 class ApiKeyCreateIn(BaseModel):
@@ -102,3 +117,8 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreatedOut(ApiKeyOut):
     key: str = Field(description="The full key; shown only now, store it safely")
+
+
+class AnonymousIdentityOut(BaseModel):
+    anonymous_id: str = Field(description="Send it back as the header named in `header`")
+    header: str

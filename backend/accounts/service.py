@@ -12,14 +12,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.accounts import lockout, passwords
+from backend.accounts import lockout, passwords, verification
 from backend.accounts.auth_cache import credentials_revoked
+from backend.accounts.google import bound_code_hash
+from backend.accounts.mailer import Mailer, Message
 from backend.accounts.tokens import decode_token, encode_token, invalid_token
 from backend.audit.service import record_audit
 from backend.config import Settings
 from backend.db.base import new_id, utcnow
 from backend.db.models import OAuthCode, RefreshToken, User
-from backend.errors import ConflictError, UnauthorizedError
+from backend.errors import BadRequestError, UnauthorizedError
 
 OAUTH_CODE_TTL = timedelta(seconds=120)
 
@@ -37,17 +39,27 @@ def normalise_email(email: str) -> str:
 
 async def register(
     session: AsyncSession,
+    settings: Settings,
+    mailer: Mailer,
     *,
     email: str,
     password: str,
     full_name: str,
     client_ip: str,
-) -> User:
+    base_url: str,
+) -> None:
+    """Create an unverified account and mail its verification link; same answer either way.
+
+    An address that already has an account gets a notice instead (nothing about the account
+    changes), so the response never tells a caller whether an address is registered. The
+    password is hashed in both cases so the timing does not tell either.
+    """
     email = normalise_email(email)
     passwords.check_password_policy(password, email=email)
-    if await session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise ConflictError("An account with this email already exists.", code="email_taken")
     password_hash = await anyio.to_thread.run_sync(passwords.hash_password, password)
+    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+        await _existing_account_notice(mailer, email)
+        return
     user = User(
         id=new_id(),
         email=email,
@@ -58,10 +70,9 @@ async def register(
     try:
         async with session.begin_nested():
             session.add(user)
-    except IntegrityError as exc:  # two registrations raced
-        raise ConflictError(
-            "An account with this email already exists.", code="email_taken"
-        ) from exc
+    except IntegrityError:  # two registrations raced: the other one created it
+        await _existing_account_notice(mailer, email)
+        return
     await record_audit(
         session,
         actor_id=user.id,
@@ -71,6 +82,60 @@ async def register(
         client_ip=client_ip,
         details={"method": "password"},
     )
+    await send_verification(session, settings, mailer, user, base_url=base_url)
+
+
+async def _existing_account_notice(mailer: Mailer, email: str) -> None:
+    await mailer.send(
+        Message(
+            to=email,
+            subject="MedSight: someone tried to register this address",
+            body="An account for this address already exists, so nothing was changed. If this "
+            "was you, sign in instead. If it was not, you can ignore this message.",
+        )
+    )
+
+
+async def send_verification(
+    session: AsyncSession, settings: Settings, mailer: Mailer, user: User, *, base_url: str
+) -> None:
+    """Mail a fresh verification link for the account's address (and its current password)."""
+    await session.flush()
+    url = verification.link(
+        settings.public_base_url or base_url, verification.make_token(settings, user)
+    )
+    await mailer.send(
+        Message(
+            to=user.email,
+            subject="MedSight: confirm your email address",
+            body=f"Open this link within 48 hours to confirm that this address is yours: {url}",
+            link=url,
+        )
+    )
+
+
+async def verify_email(
+    session: AsyncSession, settings: Settings, *, token: str, client_ip: str
+) -> User:
+    """Mark the address proved when the link matches the account as it is now; 400 otherwise."""
+    claims = verification.read_token(settings, token)
+    user = await session.get(User, str(claims.get("u", "")))
+    if user is None or not user.is_active or not verification.matches(claims, user):
+        raise BadRequestError(
+            "This verification link is invalid or expired; request a new one.",
+            code="invalid_link",
+        )
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        await record_audit(
+            session,
+            actor_id=user.id,
+            action="auth.email_verified",
+            resource_type="user",
+            resource_id=user.id,
+            client_ip=client_ip,
+            details={},
+        )
     return user
 
 
@@ -79,7 +144,9 @@ async def login(
 ) -> TokenPair:
     """Check the password under the account and address lockouts; 401 or 429 otherwise."""
     email = normalise_email(email)
-    await lockout.ensure_not_locked(session, email=email, ip=client_ip)
+    delay = await lockout.ensure_not_locked(session, email=email, ip=client_ip)
+    if delay > 0:
+        await anyio.sleep(delay)  # an account under attack: every attempt on it is slowed
     user = await session.scalar(select(User).where(User.email == email))
     ok = await anyio.to_thread.run_sync(
         passwords.verify_password, user.password_hash if user else None, password
@@ -98,7 +165,7 @@ async def login(
         # The failure must outlive the error response (the request session rolls back).
         await session.commit()
         raise UnauthorizedError("Wrong email or password.", code="invalid_credentials")
-    await lockout.record_success(session, email=email)
+    await lockout.record_success(session, email=email, ip=client_ip)
     if passwords.needs_rehash(user.password_hash or ""):
         user.password_hash = await anyio.to_thread.run_sync(passwords.hash_password, password)
     await record_audit(
@@ -214,17 +281,17 @@ async def logout(
     )
 
 
-def _code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+async def create_one_time_code(session: AsyncSession, user: User, *, binding: str) -> str:
+    """A short-lived single-use code standing in for tokens (so tokens never go in a URL).
 
-
-async def create_one_time_code(session: AsyncSession, user: User) -> str:
-    """A short-lived single-use code standing in for tokens (so tokens never go in a URL)."""
+    It is stored hashed together with `binding`, the secret in the initiating browser's cookie:
+    the code alone, wherever it leaks to, finds no row.
+    """
     code = secrets.token_urlsafe(32)
     now = utcnow()
     session.add(
         OAuthCode(
-            code_hash=_code_hash(code),
+            code_hash=bound_code_hash(code, binding),
             user_id=user.id,
             expires_at=now + OAUTH_CODE_TTL,
             created_at=now,
@@ -235,11 +302,17 @@ async def create_one_time_code(session: AsyncSession, user: User) -> str:
 
 
 async def exchange_one_time_code(
-    session: AsyncSession, settings: Settings, *, code: str, client_ip: str
+    session: AsyncSession, settings: Settings, *, code: str, binding: str | None, client_ip: str
 ) -> TokenPair:
     now = utcnow()
-    row = await session.get(OAuthCode, _code_hash(code))
-    invalid = UnauthorizedError("The sign-in code is invalid or expired.", code="invalid_code")
+    invalid = UnauthorizedError(
+        "The sign-in code is invalid or expired, or this is not the browser that started the "
+        "sign-in.",
+        code="invalid_code",
+    )
+    if not binding:
+        raise invalid
+    row = await session.get(OAuthCode, bound_code_hash(code, binding))
     if row is None:
         raise invalid
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)

@@ -77,11 +77,12 @@ def _validate_text(symptoms: str | None, patient_ref: str | None, settings: Sett
 
 
 async def find_by_idempotency_key(
-    session: AsyncSession, owner: Owner, key: str
+    session: AsyncSession, owner: Owner, key: str, request_sha256: str | None = None
 ) -> Submitted | None:
+    """The owner's earlier submission under `key`; 422 when it was a different request."""
     row = (
         await session.execute(
-            select(Analysis.id, Analysis.status, Job.id)
+            select(Analysis.id, Analysis.status, Job.id, Analysis.request_sha256)
             .join(Job, Job.analysis_id == Analysis.id)
             .where(Analysis.owner_key == owner.key, Analysis.idempotency_key == key)
             .order_by(Job.created_at)
@@ -90,7 +91,22 @@ async def find_by_idempotency_key(
     ).first()
     if row is None:
         return None
+    if request_sha256 is not None and row[3] is not None and row[3] != request_sha256:
+        raise UnprocessableError(
+            "This Idempotency-Key was already used for a different request (another image or "
+            "other form fields); use a new key for a new request.",
+            code="idempotency_key_reused",
+        )
     return Submitted(analysis_id=row[0], job_id=row[2], status=row[1], created=False)
+
+
+def request_fingerprint(data: bytes, symptoms: str | None, patient_ref: str | None) -> str:
+    """SHA-256 over the upload and its form fields: what a replay under one key must repeat."""
+    digest = hashlib.sha256()
+    for part in (hashlib.sha256(data).hexdigest(), symptoms or "", patient_ref or ""):
+        encoded = part.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "big") + encoded)
+    return digest.hexdigest()
 
 
 async def submit_analysis(
@@ -123,9 +139,14 @@ async def submit_analysis(
             raise UnprocessableError(
                 "Idempotency-Key must be 1-128 characters.", code="invalid_idempotency_key"
             )
-        existing = await find_by_idempotency_key(session, owner, idempotency_key)
+        fingerprint = await anyio.to_thread.run_sync(
+            request_fingerprint, data, symptoms, patient_ref, limiter=limiter
+        )
+        existing = await find_by_idempotency_key(session, owner, idempotency_key, fingerprint)
         if existing is not None:
             return existing
+    else:
+        fingerprint = None
     decoded, digest = await anyio.to_thread.run_sync(
         _decode_and_hash, data, image_limits(settings), limiter=limiter
     )
@@ -141,6 +162,7 @@ async def submit_analysis(
         patient_ref=patient_ref,
         symptoms=symptoms or None,
         idempotency_key=idempotency_key,
+        request_sha256=fingerprint,
         image_key=key,
         image_sha256=digest,
         image_format=decoded.format,
@@ -177,7 +199,7 @@ async def submit_analysis(
         await session.rollback()
         await anyio.to_thread.run_sync(storage.delete, key, limiter=limiter)
         if idempotency_key is not None:
-            existing = await find_by_idempotency_key(session, owner, idempotency_key)
+            existing = await find_by_idempotency_key(session, owner, idempotency_key, fingerprint)
             if existing is not None:
                 return existing
         raise

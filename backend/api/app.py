@@ -17,9 +17,12 @@ from slowapi.errors import RateLimitExceeded
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from backend import __version__
+from backend.accounts import anonymous
 from backend.accounts import router as accounts_router
+from backend.accounts.anonymous import AnonymousCookieMiddleware
 from backend.accounts.auth_cache import AuthCache
 from backend.accounts.google import GoogleClients
+from backend.accounts.mailer import LogMailer, Mailer
 from backend.accounts.ratelimit import build_limiter, rate_limit_exceeded_handler
 from backend.analysis import router as analysis_router
 from backend.analysis.pipeline import metrics_observer
@@ -29,6 +32,7 @@ from backend.analysis.runtime import AnalysisRuntime, build_runtime
 from backend.api import health, metrics
 from backend.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from backend.api.openapi import install_openapi, operation_id
+from backend.audit.service import configure_chain_key
 from backend.audit.spool import AuditSpool
 from backend.chat import router as chat_router
 from backend.chat.router import CHAT_EVENTS
@@ -58,6 +62,7 @@ async def build_state(settings: Settings, metrics: Metrics) -> AppState:
     """Every long-lived part, in dependency order; `AppState.aclose()` undoes it in reverse."""
     state = AppState()
     state.add(settings)
+    configure_chain_key(settings.audit_hmac_key)
     database = state.add(Database.connect(settings.database_url, echo=settings.database_echo))
     state.on_close("database", database.aclose)
     state.add(metrics)
@@ -70,6 +75,7 @@ async def build_state(settings: Settings, metrics: Metrics) -> AppState:
     state.add(AuthCache(ttl_s=settings.auth_cache_ttl_s))
     state.add(build_limiter(settings), as_type=Limiter)
     state.add(GoogleClients())
+    state.add(LogMailer(), as_type=Mailer)
     state.add(ChatService(settings, runtime.registry, database, limiter=runtime.inference_limiter))
     state.add(ReportService(runtime.storage, runtime.pipeline.code_version))
     if settings.pacs_dicomweb_url:
@@ -192,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app, extra_schemas=(*CHAT_EVENTS.values(), *ANALYSIS_EVENTS.values(), StowResponse)
     )
     # Order: the last added runs first. Request ids wrap everything, so even a 413 has one.
+    app.add_middleware(AnonymousCookieMiddleware, secure=settings.is_production)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_body_bytes,
@@ -205,8 +212,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origin_regex=settings.allowed_origin_regex,
             allow_credentials=True,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key"],
-            expose_headers=["X-Request-ID", "Retry-After", "ETag", "Location"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "Idempotency-Key",
+                anonymous.HEADER,
+            ],
+            expose_headers=["X-Request-ID", "Retry-After", "ETag", "Location", anonymous.HEADER],
         )
     if settings.trusted_hosts and settings.trusted_hosts != ["*"]:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)

@@ -22,6 +22,15 @@ router = APIRouter(tags=["operations"])
 async def metrics(request: Request, settings: SettingsDep, runtime: RuntimeDep) -> Response:
     """Queue depth, model state and device memory are read now; the rest accumulates."""
     token = settings.metrics_token or ""
+    if not token and settings.is_production:
+        # Queue depth, model state and request counts are nobody's business in production
+        # unless the operator chose a token for the scraper.
+        return problem_response(
+            request,
+            403,
+            "/metrics is closed in production until METRICS_TOKEN is set.",
+            code="metrics_disabled",
+        )
     if token:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):

@@ -1,9 +1,19 @@
-"""Append-only, hash-chained audit events, and a verifier that finds edited or removed rows."""
+"""Append-only audit events in a keyed hash chain, and a verifier that says what it proves.
+
+Each event's `hash` is HMAC-SHA256, keyed with AUDIT_HMAC_KEY, over the previous event's hash
+and the event itself. The key lives outside the database (the environment; in development the
+secrets file), so someone who can write to the database but does not hold the key cannot
+edit or delete a row and re-hash the chain after it: `medsight audit verify` finds the first
+row that does not match. Rows written before the chain was keyed (plain SHA-256) are accepted
+only as an unbroken prefix and are reported separately (`unkeyed_prefix`): anyone with
+database access could have rewritten those.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,6 +30,26 @@ if TYPE_CHECKING:
     from backend.audit.spool import AuditSpool
 
 GENESIS_HASH = "0" * 64
+_chain_key: bytes | None = None
+
+
+def configure_chain_key(key: str) -> None:
+    """Set the process's AUDIT_HMAC_KEY (the app does so at start; the CLI before verifying)."""
+    global _chain_key
+    if not key:
+        raise ValueError("AUDIT_HMAC_KEY is empty")
+    _chain_key = key.encode("utf-8")
+
+
+def _key() -> bytes:
+    if _chain_key is None:
+        from backend.config import get_settings
+
+        configure_chain_key(get_settings().audit_hmac_key)
+    assert _chain_key is not None  # noqa: S101 - set just above
+    return _chain_key
+
+
 # Any fixed 64-bit number: the transaction-scoped PostgreSQL advisory lock serialising appends.
 _AUDIT_LOCK_ID = 7_201_126_011
 
@@ -31,7 +61,7 @@ def _ts_text(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_hash(
+def _canonical(
     *,
     prev_hash: str,
     ts: datetime,
@@ -41,9 +71,8 @@ def event_hash(
     resource_id: str | None,
     client_ip: str | None,
     details: dict[str, Any],
-) -> str:
-    """SHA-256 over the previous hash and a canonical JSON form of the event."""
-    body = json.dumps(
+) -> bytes:
+    return json.dumps(
         {
             "prev": prev_hash,
             "ts": _ts_text(ts),
@@ -58,8 +87,17 @@ def event_hash(
         separators=(",", ":"),
         ensure_ascii=True,
         default=str,
-    )
-    return hashlib.sha256(body.encode("ascii")).hexdigest()
+    ).encode("ascii")
+
+
+def event_hash(*, key: bytes | None = None, **event: Any) -> str:
+    """HMAC-SHA256 (AUDIT_HMAC_KEY) over the previous hash and a canonical JSON of the event."""
+    return hmac.new(key or _key(), _canonical(**event), "sha256").hexdigest()
+
+
+def legacy_event_hash(**event: Any) -> str:
+    """The unkeyed SHA-256 of chains written before the key existed (verification only)."""
+    return hashlib.sha256(_canonical(**event)).hexdigest()
 
 
 async def record_audit(
@@ -138,10 +176,23 @@ async def record_audits(session: AsyncSession, events: Sequence[Mapping[str, Any
     )
 
 
-async def verify_chain(session: AsyncSession, *, batch: int = 1000) -> dict[str, Any]:
-    """Walk the chain in id order; report the first row whose link or content does not match."""
+async def verify_chain(
+    session: AsyncSession,
+    *,
+    batch: int = 1000,
+    key: bytes | None = None,
+    anchor: str | None = None,
+) -> dict[str, Any]:
+    """Walk the chain in id order; report the first row whose link or keyed hash is wrong.
+
+    `anchor`: a head hash recorded outside the database earlier (`medsight audit verify`
+    prints `head`); the chain must still contain it, which catches the removal of the newest
+    rows (invisible otherwise: the shortened chain is still a valid chain).
+    """
+    key = key or _key()
     expected_prev = GENESIS_HASH
-    checked = 0
+    checked = keyed = legacy = 0
+    anchor_seen = anchor is None
     last_id = -1
     while True:
         rows = (
@@ -157,36 +208,80 @@ async def verify_chain(session: AsyncSession, *, batch: int = 1000) -> dict[str,
         for row in rows:
             if row.prev_hash != expected_prev:
                 return _broken(checked, row.id, "link", "a preceding event was removed or edited")
-            recomputed = event_hash(
-                prev_hash=row.prev_hash,
-                ts=row.ts,
-                actor_id=row.actor_id,
-                action=row.action,
-                resource_type=row.resource_type,
-                resource_id=row.resource_id,
-                client_ip=row.client_ip,
-                details=row.details or {},
-            )
-            if recomputed != row.hash:
-                return _broken(checked, row.id, "content", "this event was edited")
+            fields: dict[str, Any] = {
+                "prev_hash": row.prev_hash,
+                "ts": row.ts,
+                "actor_id": row.actor_id,
+                "action": row.action,
+                "resource_type": row.resource_type,
+                "resource_id": row.resource_id,
+                "client_ip": row.client_ip,
+                "details": row.details or {},
+            }
+            if hmac.compare_digest(event_hash(key=key, **fields), row.hash):
+                keyed += 1
+            elif keyed == 0 and legacy_event_hash(**fields) == row.hash:
+                legacy += 1  # before the chain was keyed; only an unbroken prefix is accepted
+            else:
+                return _broken(
+                    checked,
+                    row.id,
+                    "content",
+                    "this event was edited, or its hash was not made with this AUDIT_HMAC_KEY",
+                )
             expected_prev = row.hash
+            anchor_seen = anchor_seen or hmac.compare_digest(row.hash, anchor or "")
             checked += 1
             last_id = row.id
-    return {"ok": True, "checked": checked, "head": expected_prev}
+    report: dict[str, Any] = {
+        "ok": True,
+        "checked": checked,
+        "keyed": keyed,
+        "unkeyed_prefix": legacy,
+        "head": expected_prev,
+        "proves": PROVES,
+        "does_not_prove": DOES_NOT_PROVE,
+    }
+    if legacy and not keyed:
+        report.update(
+            ok=False,
+            reason="no event is keyed: the whole chain could have been rewritten without the key",
+        )
+    if not anchor_seen:
+        report.update(
+            ok=False,
+            reason="the anchored head is not in the chain: the newest events were removed or "
+            "the chain was rebuilt",
+        )
+    return report
+
+
+PROVES = (
+    "Every keyed event from the first to `head` is unchanged, in order, none removed between "
+    "them, and each was written by a holder of AUDIT_HMAC_KEY."
+)
+DOES_NOT_PROVE = (
+    "That no events were removed from the end (pass --anchor with a head recorded earlier), "
+    "that events in `unkeyed_prefix` are genuine, or anything against someone who holds "
+    "AUDIT_HMAC_KEY (the running service does)."
+)
 
 
 def _broken(checked: int, row_id: int, kind: str, reason: str) -> dict[str, Any]:
     return {"ok": False, "checked": checked, "broken_at": row_id, "kind": kind, "reason": reason}
 
 
-def verify_audit_chain(database_url: str) -> dict[str, Any]:
+def verify_audit_chain(
+    database_url: str, *, key: str | None = None, anchor: str | None = None
+) -> dict[str, Any]:
     """Blocking entry point for `medsight audit verify`: `{"ok": bool, "checked": n, ...}`."""
 
     async def run() -> dict[str, Any]:
         engine = create_engine(database_url)
         try:
             async with create_sessionmaker(engine)() as session:
-                return await verify_chain(session)
+                secret = key.encode("utf-8") if key else None
+                return await verify_chain(session, key=secret, anchor=anchor)
         finally:
             await engine.dispose()
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel
 
 from backend.accounts.dependencies import OwnerDep
+from backend.accounts.ratelimit import rate_limit
 from backend.analysis.dependencies import RuntimeDep
 from backend.errors import AppError
 from backend.ml.catalog import WHISPER
@@ -40,6 +41,7 @@ class TranscriptionOut(BaseModel):
     response_model=TranscriptionOut,
     summary="Transcribe spoken symptoms (wav, mp3, ogg/opus, webm, m4a; ≤ 10 MB, ≤ 120 s)",
     responses=problem_responses(413, 415, 422, 429, 503),
+    dependencies=[rate_limit("transcribe")],
 )
 async def transcribe(
     audio: Annotated[UploadFile, File(description="Audio recording")],

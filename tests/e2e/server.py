@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import TEST_AUDIT_KEY
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -107,6 +109,7 @@ def make_env(data_dir: Path, database_url: str | None = None, **extra: str) -> d
             "RATE_LIMIT_ANALYZE": "100000/hour",
             "RATE_LIMIT_CHAT": "100000/hour",
             "PYTHONUNBUFFERED": "1",
+            "AUDIT_HMAC_KEY": TEST_AUDIT_KEY,
         }
     )
     env.update(extra)

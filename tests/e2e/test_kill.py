@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from backend.audit.service import record_audit, verify_chain
 from backend.db.models import AuditEvent
 from backend.db.session import create_engine, create_sessionmaker
-from tests.conftest import PG_URL, fixture_images
+from tests.conftest import PG_URL, TEST_AUDIT_KEY, fixture_images
 from tests.e2e.server import Server, free_port, make_env
 
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ async def test_reads_answered_before_a_kill_9_stay_audited(tmp_path: Path) -> No
             server.start()  # recovery chains the dead process's spool at start-up
             await session.rollback()
             assert await session.scalar(reads) == 5
-            assert (await verify_chain(session))["ok"] is True
+            assert (await verify_chain(session, key=TEST_AUDIT_KEY.encode()))["ok"] is True
     finally:
         server.stop()
         await engine.dispose()

@@ -42,7 +42,7 @@ class Loop:
 def api_key(base: str, *scopes: str) -> str:
     with httpx.Client(base_url=base, timeout=60) as client:
         login = {"email": "pacs@example.org", "password": "orthanc sends studies here"}
-        assert client.post("/api/v1/auth/register", json=login).status_code == 201
+        assert client.post("/api/v1/auth/register", json=login).status_code == 202
         token = client.post("/api/v1/auth/login", json=login).json()["access_token"]
         r = client.post(
             "/api/v1/users/me/api-keys",

@@ -83,7 +83,7 @@ async def register_and_login(
     r = await client.post(
         "/api/v1/auth/register", json={"email": email, "password": password, "full_name": "T"}
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
     r = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
     assert r.status_code == 200, r.text
     tokens = r.json()
@@ -93,6 +93,20 @@ async def register_and_login(
         **tokens,
         "headers": {"Authorization": f"Bearer {tokens['access_token']}"},
     }
+
+
+def verification_link(application: FastAPI, email: str) -> str:
+    """The path (and query) of the newest verification link mailed to `email` (log transport)."""
+    from urllib.parse import urlsplit
+
+    from backend.accounts.mailer import LogMailer, Mailer
+
+    mailer = application.state.medsight.get(Mailer)
+    assert isinstance(mailer, LogMailer)
+    message = mailer.last_to(email.lower())
+    assert message is not None and message.link, f"no verification link was sent to {email}"
+    parts = urlsplit(message.link)
+    return f"{parts.path}?{parts.query}"
 
 
 async def me(client: httpx.AsyncClient, access_token: str) -> dict[str, Any]:

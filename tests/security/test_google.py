@@ -12,7 +12,13 @@ from fastapi import FastAPI
 from backend.config import Settings
 from tests.fakes.oidc import FakeOIDCProvider
 from tests.integration.test_foundation import assert_problem
-from tests.security.conftest import PASSWORD, build_app, client_for, fresh_peer
+from tests.security.conftest import (
+    build_app,
+    client_for,
+    fresh_peer,
+    register_and_login,
+    verification_link,
+)
 
 
 @pytest.fixture
@@ -68,17 +74,18 @@ async def test_google_links_an_existing_verified_email(
 ) -> None:
     oidc.user = {**oidc.user, "sub": "google-sub-link", "email": "linked@example.org"}
     async with client_for(gapp, fresh_peer()) as client:
-        r = await client.post(
-            "/api/v1/auth/register", json={"email": "linked@example.org", "password": PASSWORD}
-        )
-        user_id = r.json()["id"]
+        user = await register_and_login(client, "linked@example.org")
+        r = await client.get(verification_link(gapp, "linked@example.org"))
+        assert r.status_code == 200 and r.json()["status"] == "verified", r.text
         done = await authorize(client, await client.get("/api/v1/auth/google"))
         assert done.status_code == 200, done.text  # no return_to: the code comes as JSON
         r = await client.post("/api/v1/auth/google/exchange", json={"code": done.json()["code"]})
         me = await client.get(
             "/api/v1/auth/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"}
         )
-        assert me.json()["id"] == user_id
+        # Both proved the address: one account, the password kept beside Google.
+        assert me.json()["id"] == user["id"] and me.json()["has_password"] is True
+        assert me.json()["google_linked"] is True and me.json()["email_verified"] is True
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,8 @@ class Analysis(TimestampMixin, Base):
     patient_ref: Mapped[str | None] = mapped_column(String(128))
     symptoms: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # SHA-256 of the upload and its form fields: a reused Idempotency-Key must repeat them.
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
     image_key: Mapped[str] = mapped_column(String(255))
     image_sha256: Mapped[str] = mapped_column(String(64))
     image_format: Mapped[str] = mapped_column(String(16))

@@ -19,6 +19,9 @@ class User(TimestampMixin, Base):
     full_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(String(255))
     google_sub: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # When the owner proved the address (verification link, or Google's verified email). An
+    # unverified account is never linked to a Google identity (accounts/google.py).
+    email_verified_at: Mapped[datetime | None] = mapped_column()
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
