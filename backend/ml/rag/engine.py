@@ -144,6 +144,10 @@ class ChatEngine:
         if intent is Intent.GREETING or (intent is Intent.DOSAGE and self.refuse_dosage_questions):
             return [self.template]  # fixed, safe wording; no model needed
         tiers = [g for g in self.generators if g.available()]
+        if intent is Intent.HISTORY:
+            # Dates and score changes are exact figures: the small local model is not trusted to
+            # restate them (it swaps "rose" and "fell"); the template states them as read.
+            tiers = [g for g in tiers if g.name != "local"]
         return tiers or [self.template]
 
     # --- the stream ---------------------------------------------------------------------
@@ -154,7 +158,8 @@ class ChatEngine:
         intent = detect_intent(message)
         facts = analysis_facts(context.analysis)
         hits: list[Passage] = []
-        if intent not in (Intent.GREETING, Intent.DOSAGE) and message:
+        # A question about earlier analyses is answered from them alone.
+        if intent not in (Intent.GREETING, Intent.DOSAGE, Intent.HISTORY) and message:
             try:
                 hits = await self._retrieve(self._query(message, context.history))
             except Exception:  # noqa: BLE001 - answer from the analysis without passages
@@ -190,7 +195,15 @@ class ChatEngine:
             yield ChatEvent("token", {"text": text})
             tier_name = self.template.name
         else:
-            inp = PromptInput(message, intent, facts, passages, list(context.history))
+            inp = PromptInput(
+                message,
+                intent,
+                facts,
+                passages,
+                list(context.history),
+                earlier=list(context.earlier),
+                session_id=context.session_id,
+            )
             emitted_any = False
             for gen in self._tiers(intent):
                 dose_filter = StreamingDoseFilter()
