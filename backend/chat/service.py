@@ -70,6 +70,7 @@ class ChatService:
                     gemini_model=settings.gemini_model,
                     gemini_timeout_s=settings.gemini_timeout_s,
                     local_llm_path=settings.local_llm_path,
+                    local_tier=settings.chat_local_tier,
                     limiter=self.limiter,
                 )
                 settle_heap()  # the engine's objects live as long as the process

@@ -51,6 +51,9 @@ FALLBACK_NOTICE = (
 class ChatEngine:
     """Answers one message at a time as an async stream of ChatEvents (safe to share).
 
+    Tier 2 is the local model given by `local_llm`/`local_llm_path`, else the packaged SmolLM2
+    when llama-cpp-python is installed (the default install); `local_tier=False` turns it off.
+
     `retriever=None` (e.g. while the corpus is still being built) answers questions about the
     analysis and refuses knowledge questions as "weak_retrieval"; set `engine.retriever` later.
     """
@@ -65,6 +68,7 @@ class ChatEngine:
         gemini_timeout_s: float = 8.0,
         local_llm_path: str | None = None,
         local_llm: LocalLLM | None = None,
+        local_tier: bool = True,
         gemini_first_token_timeout_s: float = 2.0,
         gemini_stall_timeout_s: float = 2.0,
         gemini_api_version: str | None = None,
@@ -96,8 +100,11 @@ class ChatEngine:
                 api_version=gemini_api_version,
                 breaker=breaker,
             )
-            self.local = LocalLLMGenerator(local_llm, path=local_llm_path)
-            self.generators = [self.gemini, self.local, self.template]
+            self.generators = [self.gemini]
+            if local_tier:
+                self.local = LocalLLMGenerator(local_llm, path=local_llm_path)
+                self.generators.append(self.local)
+            self.generators.append(self.template)
 
     def status(self) -> dict[str, Any]:
         """Which tiers could answer now (for health endpoints)."""
