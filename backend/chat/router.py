@@ -28,6 +28,8 @@ from backend.chat.schemas import (
 from backend.chat.service import ChatService
 from backend.contract import DISCLAIMER, AnalysisResult, load_result
 from backend.db.base import new_id
+from backend.ml.rag.intents import Intent, detect_intent
+from backend.ml.rag.types import PastAnalysis
 from backend.web.deps import SessionDep
 from backend.web.problems import problem_responses
 from backend.web.sse import HEADERS, HEARTBEAT, sse_event, sse_response_doc
@@ -73,6 +75,9 @@ async def ask(
             analysis = load_result(row.result)
     conversation_id = body.conversation_id or body.session_id or new_id()
     history = await service.recent_history(session, owner, conversation_id)
+    earlier: list[PastAnalysis] = []
+    if detect_intent(body.message) is Intent.HISTORY:
+        earlier = await service.earlier_analyses(session, owner)
     engine = await chat.engine()
     # The request's DB session is released before streaming; the generator opens its own.
     await session.commit()
@@ -84,7 +89,10 @@ async def ask(
         answer: list[str] = []
         sources: list[dict[str, Any]] = []
         done: dict[str, Any] | None = None
-        stream = engine.stream(body.message, ChatContext(analysis=analysis, history=history))
+        context = ChatContext(
+            analysis=analysis, history=history, earlier=earlier, session_id=body.session_id
+        )
+        stream = engine.stream(body.message, context)
         iterator = stream.__aiter__()
         try:
             yield sse_event("meta", {"conversation_id": conversation_id, "disclaimer": DISCLAIMER})

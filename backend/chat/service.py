@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.accounts.caller import Owner
 from backend.config import Settings
-from backend.db.models import ChatMessage
+from backend.db.models import Analysis, ChatMessage
 from backend.db.session import Database, transaction
 from backend.errors import NotFoundError
 from backend.ml.catalog import EMBEDDER
+from backend.ml.rag.types import PastAnalysis
 from backend.ml.registry import ModelRegistry
 from backend.process import settle_heap
 
@@ -69,6 +70,7 @@ class ChatService:
                     gemini_model=settings.gemini_model,
                     gemini_timeout_s=settings.gemini_timeout_s,
                     local_llm_path=settings.local_llm_path,
+                    local_tier=settings.chat_local_tier,
                     limiter=self.limiter,
                 )
                 settle_heap()  # the engine's objects live as long as the process
@@ -159,6 +161,30 @@ class ChatService:
             session.add(
                 ChatMessage(role="assistant", content=answer, tier=tier, sources=sources, **common)
             )
+
+
+EARLIER_ANALYSES = 10
+
+
+async def earlier_analyses(session: AsyncSession, owner: Owner) -> list[PastAnalysis]:
+    """The owner's last finished, scored analyses, oldest first (never anyone else's)."""
+    rows = (
+        await session.execute(
+            select(Analysis.id, Analysis.created_at, Analysis.anomaly_score, Analysis.risk_level)
+            .where(Analysis.owner_key == owner.key, Analysis.anomaly_score.is_not(None))
+            .order_by(Analysis.created_at.desc(), Analysis.id)
+            .limit(EARLIER_ANALYSES)
+        )
+    ).all()
+    return [
+        PastAnalysis(
+            session_id=str(r[0]),
+            created_at=r[1],
+            anomaly_score=float(r[2] or 0.0),
+            risk_level=str(r[3]) if r[3] else None,
+        )
+        for r in reversed(rows)
+    ]
 
 
 async def recent_history(

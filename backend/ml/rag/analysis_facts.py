@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backend.contract import AnalysisResult, NlpFindings, StageOutcome
+from backend.ml.rag.types import PastAnalysis
 
 
 @dataclass
@@ -130,3 +132,45 @@ def facts_text(facts: AnalysisFacts | None) -> str:
     if facts.missing:
         lines.append("Missing parts of the analysis: " + ", ".join(facts.missing) + ".")
     return "\n".join(lines) or "The analysis holds no usable results."
+
+
+# A change in anomaly score of less than this many points (0-100) reads as "about the same".
+STABLE_POINTS = 2.0
+
+
+def earlier_text(earlier: Sequence[PastAnalysis], current_id: str | None = None) -> str:
+    """The user's scored analyses, oldest first, with the change since the one before."""
+    if not earlier:
+        return "No earlier finished analyses with a score were found for this account."
+    lines = [f"The user's analyses with a score ({len(earlier)}, oldest first):"]
+    for a in earlier:
+        mark = " (the analysis attached to this conversation)" if a.session_id == current_id else ""
+        risk = f", risk level {a.risk_level}" if a.risk_level else ""
+        lines.append(f"- {a.created_at:%Y-%m-%d}: anomaly score {a.anomaly_score:.1f}{risk}{mark}")
+    if len(earlier) < 2:
+        lines.append("There is only one analysis, so there is nothing to compare it with yet.")
+        return "\n".join(lines)
+    prev, last = earlier[-2], earlier[-1]
+    change = last.anomaly_score - prev.anomaly_score
+    if abs(change) < STABLE_POINTS:
+        trend = (
+            f"Between {prev.created_at:%Y-%m-%d} and {last.created_at:%Y-%m-%d} the anomaly score "
+            f"stayed about the same ({prev.anomaly_score:.1f} to {last.anomaly_score:.1f})."
+        )
+    else:
+        way = "rose" if change > 0 else "fell"
+        trend = (
+            f"Between {prev.created_at:%Y-%m-%d} and {last.created_at:%Y-%m-%d} the anomaly score "
+            f"{way} by {abs(change):.1f} points, from {prev.anomaly_score:.1f} to "
+            f"{last.anomaly_score:.1f}."
+        )
+    lines.append(trend)
+    if prev.risk_level and last.risk_level and prev.risk_level != last.risk_level:
+        lines.append(f"The risk level went from {prev.risk_level} to {last.risk_level}.")
+    first = earlier[0]
+    if len(earlier) > 2:
+        lines.append(
+            f"Over all {len(earlier)} analyses since {first.created_at:%Y-%m-%d} the score went "
+            f"from {first.anomaly_score:.1f} to {last.anomaly_score:.1f}."
+        )
+    return "\n".join(lines)

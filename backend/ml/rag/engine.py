@@ -51,6 +51,9 @@ FALLBACK_NOTICE = (
 class ChatEngine:
     """Answers one message at a time as an async stream of ChatEvents (safe to share).
 
+    Tier 2 is the local model given by `local_llm`/`local_llm_path`, else the packaged SmolLM2
+    when llama-cpp-python is installed (the default install); `local_tier=False` turns it off.
+
     `retriever=None` (e.g. while the corpus is still being built) answers questions about the
     analysis and refuses knowledge questions as "weak_retrieval"; set `engine.retriever` later.
     """
@@ -65,6 +68,7 @@ class ChatEngine:
         gemini_timeout_s: float = 8.0,
         local_llm_path: str | None = None,
         local_llm: LocalLLM | None = None,
+        local_tier: bool = True,
         gemini_first_token_timeout_s: float = 2.0,
         gemini_stall_timeout_s: float = 2.0,
         gemini_api_version: str | None = None,
@@ -96,8 +100,11 @@ class ChatEngine:
                 api_version=gemini_api_version,
                 breaker=breaker,
             )
-            self.local = LocalLLMGenerator(local_llm, path=local_llm_path)
-            self.generators = [self.gemini, self.local, self.template]
+            self.generators = [self.gemini]
+            if local_tier:
+                self.local = LocalLLMGenerator(local_llm, path=local_llm_path)
+                self.generators.append(self.local)
+            self.generators.append(self.template)
 
     def status(self) -> dict[str, Any]:
         """Which tiers could answer now (for health endpoints)."""
@@ -144,6 +151,10 @@ class ChatEngine:
         if intent is Intent.GREETING or (intent is Intent.DOSAGE and self.refuse_dosage_questions):
             return [self.template]  # fixed, safe wording; no model needed
         tiers = [g for g in self.generators if g.available()]
+        if intent is Intent.HISTORY:
+            # Dates and score changes are exact figures: the small local model is not trusted to
+            # restate them (it swaps "rose" and "fell"); the template states them as read.
+            tiers = [g for g in tiers if g.name != "local"]
         return tiers or [self.template]
 
     # --- the stream ---------------------------------------------------------------------
@@ -154,7 +165,8 @@ class ChatEngine:
         intent = detect_intent(message)
         facts = analysis_facts(context.analysis)
         hits: list[Passage] = []
-        if intent not in (Intent.GREETING, Intent.DOSAGE) and message:
+        # A question about earlier analyses is answered from them alone.
+        if intent not in (Intent.GREETING, Intent.DOSAGE, Intent.HISTORY) and message:
             try:
                 hits = await self._retrieve(self._query(message, context.history))
             except Exception:  # noqa: BLE001 - answer from the analysis without passages
@@ -190,7 +202,15 @@ class ChatEngine:
             yield ChatEvent("token", {"text": text})
             tier_name = self.template.name
         else:
-            inp = PromptInput(message, intent, facts, passages, list(context.history))
+            inp = PromptInput(
+                message,
+                intent,
+                facts,
+                passages,
+                list(context.history),
+                earlier=list(context.earlier),
+                session_id=context.session_id,
+            )
             emitted_any = False
             for gen in self._tiers(intent):
                 dose_filter = StreamingDoseFilter()

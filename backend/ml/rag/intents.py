@@ -18,6 +18,7 @@ class Intent(StrEnum):
     RISK = "risk"
     SYMPTOMS = "symptoms"
     CONDITION_INFO = "condition_info"
+    HISTORY = "history"
     OTHER = "other"
 
 
@@ -30,6 +31,7 @@ ANALYSIS_INTENTS = frozenset(
         Intent.EXPLAIN_SCORE,
         Intent.LIMITATIONS,
         Intent.NEXT_STEPS,
+        Intent.HISTORY,
     }
 )
 
@@ -86,6 +88,23 @@ _RULES: list[tuple[Intent, re.Pattern[str]]] = [
             rf"{_MED}|{_MED}\b.*\b(?:how\s+(?:much|many|often)|per\s+day|a\s+day|times|amount|"
             rf"strength|every\s+\d+)|times\s+a\s+day|puffs?\b|(?:maximum|max)\s+(?:amount|dose)|"
             rf"prescri(?:be|ption)\b.*\b(?:amount|strength|how\s+much))|{_REGIMEN}|{_FOREIGN_DOSE}",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        # About the user's earlier analyses: "has my score changed?", "compare with last time".
+        Intent.HISTORY,
+        re.compile(
+            r"\b(?:last\s+time|(?:previous|earlier|prior|older|past|last|other|first|"
+            r"before)\s+(?:analys[ie]s|results?|scans?|x-?rays?|scores?|images?|uploads?|ones?|"
+            r"reports?|visits?)|compared?\s+(?:with|to)|comparison|trend|over\s+time|"
+            r"since\s+(?:last|then|before|my\s+last)|progress(?:ion|ing)?|"
+            r"(?:getting|got|gotten)\s+(?:better|worse)|(?:improv\w*|worse\w*|changed?|"
+            r"gone\s+(?:up|down)|went\s+(?:up|down)|increas\w*|decreas\w*|dropped|rose|risen)"
+            r"\b[^.?!]{0,30}\b(?:since|from|than|before|previous|last|earlier)|"
+            r"(?:has|have|did|is)\s+(?:my|the)\s+(?:score|risk|result|results|lungs?|chest)"
+            r"\s+(?:changed?|improved|worsened|gone|got|gotten|moved|dropped|increased|"
+            r"decreased|been\s+changing)|all\s+my\s+(?:analys[ie]s|results|scans|x-?rays))\b",
             re.IGNORECASE,
         ),
     ),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from backend.ml.rag.analysis_facts import AnalysisFacts, facts_text
+from backend.ml.rag.analysis_facts import AnalysisFacts, earlier_text, facts_text
 from backend.ml.rag.intents import Intent
 from backend.ml.rag.safety import scrub_pii
-from backend.ml.rag.types import Passage
+from backend.ml.rag.types import Passage, PastAnalysis
 
 SYSTEM_PROMPT = """You are MedSight's assistant, helping a patient or clinician understand a chest \
 X-ray triage analysis. MedSight is decision support, not a diagnosis.
@@ -35,6 +35,14 @@ class PromptInput:
     facts: AnalysisFacts | None
     passages: Sequence[Passage]
     history: Sequence[tuple[str, str]] = field(default_factory=list)
+    earlier: Sequence[PastAnalysis] = field(default_factory=list)
+    session_id: str | None = None
+
+    def earlier_block(self) -> str | None:
+        """The user's earlier analyses, for a question that refers to them."""
+        if self.intent is not Intent.HISTORY:
+            return None
+        return earlier_text(self.earlier, self.session_id)
 
 
 @dataclass
@@ -66,9 +74,45 @@ def build_llm_prompt(inp: PromptInput, *, scrub: bool) -> LLMPrompt:
         turns.append(("assistant" if role == "assistant" else "user", clean(text)))
     # Passages are public corpus text (and their PMIDs must survive), so only the analysis, the
     # history and the question are scrubbed.
+    earlier = inp.earlier_block()
     context = (
         f"Analysis of this session:\n{clean(facts_text(inp.facts))}\n\n"
-        f"{_passages_block(inp.passages)}"
+        + (f"{earlier}\n\n" if earlier else "")
+        + _passages_block(inp.passages)
     )
     turns.append(("user", f"{context}\n\nQuestion: {clean(inp.message)}"))
     return LLMPrompt(system=SYSTEM_PROMPT, turns=turns)
+
+
+# A 135M-parameter model follows a few short rules and loses the thread in a long context, so
+# the local tier gets its own prompt: the two best passages, trimmed, and the question.
+LOCAL_SYSTEM_PROMPT = """You answer questions about chest and lung health for MedSight, a \
+decision-support tool. Use only the facts in the text given. Answer in two or three short \
+sentences, reusing the text's own words. Never give medicine doses. If the text does not answer \
+the question, say so."""
+LOCAL_PASSAGES = 2
+LOCAL_PASSAGE_CHARS = 600
+
+
+def build_local_prompt(inp: PromptInput, *, scrub: bool) -> LLMPrompt:
+    """The local tier's short prompt: the analysis (when attached), two passages, the question."""
+
+    def clean(text: str) -> str:
+        return scrub_pii(text).text if scrub else text
+
+    blocks: list[str] = []
+    if inp.facts is not None:
+        blocks.append(f"Analysis:\n{clean(facts_text(inp.facts))}")
+    earlier = inp.earlier_block()
+    if earlier:
+        blocks.append(earlier)
+    for p in list(inp.passages)[:LOCAL_PASSAGES]:
+        text = p.text
+        if len(text) > LOCAL_PASSAGE_CHARS:
+            text = text[:LOCAL_PASSAGE_CHARS].rsplit(" ", 1)[0] + "..."
+        blocks.append(f"Text about {p.title}:\n{text}")
+    context = "\n\n".join(blocks) or "No text was found."
+    return LLMPrompt(
+        system=LOCAL_SYSTEM_PROMPT,
+        turns=[("user", f"{context}\n\nQuestion: {clean(inp.message)}")],
+    )

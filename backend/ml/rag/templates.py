@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from backend.ml.rag.analysis_facts import AnalysisFacts
+from backend.ml.rag.analysis_facts import AnalysisFacts, earlier_text
 from backend.ml.rag.intents import Intent
 from backend.ml.rag.safety import DOSAGE_REFUSAL
 from backend.ml.rag.text import bm25_tokens, split_sentences
-from backend.ml.rag.types import Passage
+from backend.ml.rag.types import Passage, PastAnalysis
 
 NO_ANALYSIS = (
     "There is no analysis attached to this conversation yet, so I can't comment on a specific "
@@ -236,11 +236,41 @@ def _greeting(f: AnalysisFacts | None) -> list[str]:
     return parts
 
 
+HISTORY_CAVEAT = (
+    "A change in the score between two X-rays can come from the images themselves (position, "
+    "exposure, a different machine) as well as from the lungs, so it is not a diagnosis: your "
+    "clinician can compare the images directly."
+)
+
+
+def _history(earlier: Sequence[PastAnalysis], current_id: str | None) -> list[str]:
+    if not earlier:
+        return [
+            "I found no earlier finished analyses with a score on your account, so there is "
+            "nothing to compare yet."
+        ]
+    listed = "; ".join(
+        f"{a.created_at:%Y-%m-%d} score {a.anomaly_score:.1f}"
+        + (f" ({a.risk_level})" if a.risk_level else "")
+        + (" (this one)" if a.session_id == current_id else "")
+        for a in earlier
+    )
+    lines = earlier_text(earlier, current_id).splitlines()[1 + len(earlier) :]
+    return [f"Your analyses with a score, oldest first: {listed}.", *lines, HISTORY_CAVEAT]
+
+
 def template_answer(
-    intent: Intent, message: str, facts: AnalysisFacts | None, passages: Sequence[Passage]
+    intent: Intent,
+    message: str,
+    facts: AnalysisFacts | None,
+    passages: Sequence[Passage],
+    earlier: Sequence[PastAnalysis] = (),
+    current_id: str | None = None,
 ) -> str:
     """The full answer text for one intent (the engine streams it and adds the disclaimer)."""
-    if intent is Intent.GREETING:
+    if intent is Intent.HISTORY:
+        parts = _history(earlier, current_id)
+    elif intent is Intent.GREETING:
         parts = _greeting(facts)
     elif intent is Intent.DOSAGE:
         parts = [DOSAGE_REFUSAL]

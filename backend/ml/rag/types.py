@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from backend.contract import AnalysisResult
@@ -44,12 +45,28 @@ class Passage:
         return f"PMID {self.pmid}" if self.pmid else self.source
 
 
+@dataclass(frozen=True)
+class PastAnalysis:
+    """One of the user's finished, scored analyses (read owner-checked by the chat domain)."""
+
+    session_id: str
+    created_at: datetime
+    anomaly_score: float
+    risk_level: str | None = None
+
+
 @dataclass
 class ChatContext:
-    """What the engine knows about the conversation besides the new message."""
+    """What the engine knows about the conversation besides the new message.
+
+    `earlier` holds the user's scored analyses, oldest first (the attached one included), when
+    the question refers to them; the engine never reads the database itself.
+    """
 
     analysis: AnalysisResult | None = None
     history: list[tuple[str, str]] = field(default_factory=list)  # (role, text), oldest first
+    earlier: list[PastAnalysis] = field(default_factory=list)
+    session_id: str | None = None
 
 
 @dataclass(frozen=True)

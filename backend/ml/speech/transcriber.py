@@ -122,8 +122,14 @@ class Transcriber:
         cpu_threads: int = 2,
         beam_size: int = 5,
         vad_filter: bool = True,
+        prompt: str | None = None,
+        correct_terms: bool = False,
     ) -> None:
         self._whisper = whisper
+        # Clinical vocabulary (backend/ml/speech/vocabulary.py): a decoding prompt, and a pass
+        # that replaces words which sound like a lexicon term by the term.
+        self.prompt = prompt
+        self.correct_terms = correct_terms
         self.source = source
         self._device = device
         self.compute_type = compute_type
@@ -200,6 +206,7 @@ class Transcriber:
             # Each segment decodes on its own: a misheard word cannot seed a repetition loop.
             condition_on_previous_text=False,
             vad_filter=self.vad_filter,
+            initial_prompt=self.prompt,
         )
         segments: list[dict[str, float | str]] = []
         logprobs: list[float] = []
@@ -215,6 +222,11 @@ class Transcriber:
                 }
             )
             logprobs.append(float(segment.avg_logprob))
+        if self.correct_terms:
+            from backend.ml.speech.vocabulary import correct
+
+            for seg in segments:
+                seg["text"] = correct(str(seg["text"]))[0]
         text = " ".join(str(s["text"]) for s in segments)
         notes = list(warnings)
         if not text:

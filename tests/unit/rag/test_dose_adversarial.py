@@ -79,7 +79,11 @@ def _local_engine(refuse: bool) -> ChatEngine:
     return ChatEngine(
         None,
         gemini_api_key=None,
-        generators=[LocalLLMGenerator(model, max_tokens=200), TemplateGenerator()],
+        # Ungrounded: every reply reaches the dose filter (grounding would drop most of them).
+        generators=[
+            LocalLLMGenerator(model, max_tokens=200, grounded=False),
+            TemplateGenerator(),
+        ],
         refuse_dosage_questions=refuse,
     )
 
@@ -112,6 +116,7 @@ async def test_gemini_tier_gives_no_dose(refuse: bool) -> None:
             gemini_api_key=KEY,
             gemini_base_url=fake.base_url,
             local_llm_path=None,
+            local_tier=False,
             refuse_dosage_questions=refuse,
         )
         replies = cycle(ADVERSARIAL_REPLIES)

@@ -17,7 +17,10 @@ from tests.unit.rag.helpers import ask
 
 @pytest.fixture
 def engine(retriever: Retriever) -> ChatEngine:
-    return ChatEngine(retriever, gemini_api_key=None, gemini_model="gemini-2.0-flash")
+    # The template tier: these tests are about the engine's events, gates and refusals.
+    return ChatEngine(
+        retriever, gemini_api_key=None, gemini_model="gemini-2.0-flash", local_tier=False
+    )
 
 
 async def test_event_order_sources_and_disclaimer(engine: ChatEngine) -> None:
@@ -72,7 +75,9 @@ async def test_off_topic_is_refused(engine: ChatEngine) -> None:
 
 
 async def test_weak_retrieval_is_refused(retriever: Retriever) -> None:
-    strict = ChatEngine(retriever, gemini_api_key=None, min_passage_similarity=0.99)
+    strict = ChatEngine(
+        retriever, gemini_api_key=None, min_passage_similarity=0.99, local_tier=False
+    )
     answer = await ask(strict, "What is pneumonia?")
     assert answer.done["refusal"] == "weak_retrieval"
     assert WEAK_RETRIEVAL_REFUSAL in answer.text and answer.sources == []

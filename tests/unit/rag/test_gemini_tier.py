@@ -37,6 +37,7 @@ def make_engine(retriever: Retriever, base_url: str, **kw: object) -> ChatEngine
         gemini_model=MODEL,
         gemini_timeout_s=8.0,
         local_llm_path=None,
+        local_tier=False,  # the fallback under test is the template tier
         **kw,  # type: ignore[arg-type]
     )
 
@@ -118,7 +119,9 @@ async def test_connection_refused_falls_back(retriever: Retriever) -> None:
 async def test_no_key_goes_straight_to_the_next_tier(
     retriever: Retriever, fake: FakeGeminiServer
 ) -> None:
-    engine = ChatEngine(retriever, gemini_api_key=None, gemini_base_url=fake.base_url)
+    engine = ChatEngine(
+        retriever, gemini_api_key=None, gemini_base_url=fake.base_url, local_tier=False
+    )
     answer = await ask(engine, QUESTION, ANALYSIS)
     assert answer.done["tier"] == "template" and answer.done["fallbacks"] == []
     assert fake.requests == []

@@ -72,7 +72,8 @@ async def test_broken_local_model_falls_back(retriever: Retriever, tmp_path: Pat
 async def test_closing_the_stream_stops_local_generation(
     retriever: Retriever, tiny_causal_lm: Path
 ) -> None:
-    local = LocalLLMGenerator(load_local_llm(tiny_causal_lm), max_tokens=2000)
+    # Ungrounded: the first token reaches the client at once (grounding waits for a sentence).
+    local = LocalLLMGenerator(load_local_llm(tiny_causal_lm), max_tokens=2000, grounded=False)
     engine = ChatEngine(retriever, gemini_api_key=None, generators=[local, TemplateGenerator()])
     before = {t.name for t in threading.enumerate()}
     gen = engine.stream("What is pneumonia?", ChatContext(analysis=ANALYSIS))

@@ -72,7 +72,7 @@ def test_bm25_ranks_the_document_with_the_rare_terms_first() -> None:
 
 
 async def test_engine_without_a_corpus_still_explains_the_analysis() -> None:
-    engine = ChatEngine(None, gemini_api_key=None)
+    engine = ChatEngine(None, gemini_api_key=None, local_tier=False)
     score = await ask(engine, "What does my score mean?", ANALYSIS)
     assert "71.4" in score.text and score.done["tier"] == "template"
     knowledge = await ask(engine, "What is pneumonia?", ANALYSIS)

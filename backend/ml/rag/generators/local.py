@@ -8,6 +8,7 @@ when the consumer goes away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import threading
@@ -15,8 +16,11 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from backend.ml.rag.analysis_facts import facts_text
 from backend.ml.rag.generators.base import GeneratorError
-from backend.ml.rag.prompts import PromptInput, build_llm_prompt
+from backend.ml.rag.grounding import GroundedStream, extractive_answer, sources_for
+from backend.ml.rag.prompts import LLMPrompt, PromptInput, build_llm_prompt, build_local_prompt
+from backend.ml.rag.templates import template_answer
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +173,9 @@ class LocalLLMGenerator:
         max_tokens: int = 256,
         first_token_timeout_s: float = 20.0,
         loader: Callable[[str | Path], LocalLLM] = load_local_llm,
+        grounded: bool = True,
     ) -> None:
+        self.grounded = grounded
         self._llm = llm
         self._path = None if llm is not None else resolve_local_llm_path(path)
         self._loader = loader
@@ -195,7 +201,45 @@ class LocalLLMGenerator:
             return self._llm
 
     async def stream(self, inp: PromptInput, usage: dict[str, Any]) -> AsyncGenerator[str, None]:
-        prompt = build_llm_prompt(inp, scrub=False)
+        """The model's answer; when grounded, only its supported sentences, each cited."""
+        if not self.grounded:
+            async with contextlib.aclosing(self._raw(inp, usage, build_llm_prompt)) as raw:
+                async for piece in raw:
+                    yield piece
+            return
+        analysis = "\n".join(
+            t for t in (facts_text(inp.facts) if inp.facts else None, inp.earlier_block()) if t
+        )
+        guard = GroundedStream(sources_for(inp.passages, analysis or None))
+        async with contextlib.aclosing(self._raw(inp, usage, build_local_prompt)) as raw:
+            async for piece in raw:
+                out = guard.feed(piece)
+                if out:
+                    yield out
+        tail = guard.flush()
+        if tail:
+            yield tail
+        fallback: str | None = None
+        if guard.kept == 0:
+            # Nothing the model wrote is supported: quote the passages, or (a question about
+            # the analysis, no passages) give the built-in answer, rather than its guesses.
+            if inp.passages:
+                fallback = "extractive"
+                yield extractive_answer(inp.message, inp.passages)
+            else:
+                fallback = "template"
+                yield template_answer(
+                    inp.intent, inp.message, inp.facts, inp.passages, inp.earlier, inp.session_id
+                )
+        usage["grounding"] = {"kept": guard.kept, "dropped": guard.dropped, "fallback": fallback}
+
+    async def _raw(
+        self,
+        inp: PromptInput,
+        usage: dict[str, Any],
+        build: Callable[..., LLMPrompt],
+    ) -> AsyncGenerator[str, None]:
+        prompt = build(inp, scrub=False)
         messages = [{"role": "system", "content": prompt.system}] + [
             {"role": role, "content": text} for role, text in prompt.turns
         ]

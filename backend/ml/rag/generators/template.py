@@ -24,7 +24,9 @@ class TemplateGenerator:
         return True
 
     async def stream(self, inp: PromptInput, usage: dict[str, Any]) -> AsyncGenerator[str, None]:
-        text = template_answer(inp.intent, inp.message, inp.facts, inp.passages)
+        text = template_answer(
+            inp.intent, inp.message, inp.facts, inp.passages, inp.earlier, inp.session_id
+        )
         words = _PIECE.findall(text)
         usage["completion_words"] = len(words)
         for i in range(0, len(words), self.words_per_token):
