@@ -203,6 +203,17 @@ class Settings(BaseSettings):
     # templates only (e.g. for a load test of the API rather than of the model).
     chat_local_tier: bool = True
 
+    # --- drift monitoring (docs/monitoring.md) ------------------------------------------
+    # The last DRIFT_WINDOW scored analyses (per reference: the shipped one or a site
+    # calibration) are compared with the reference population; below DRIFT_MIN_N the status
+    # stays ok and no statistic is given. Checked (and a change logged) every
+    # DRIFT_CHECK_INTERVAL_S seconds.
+    drift_window: int = Field(default=200, ge=10, le=5000)
+    drift_min_n: int = Field(default=30, ge=5)
+    drift_check_interval_s: float = Field(default=300.0, gt=0)
+    # Add a warning to a result whose image lies outside the reference population.
+    population_warning: bool = True
+
     # --- chat / RAG ----------------------------------------------------------------------
     gemini_api_key: str | None = None
     gemini_base_url: str | None = None

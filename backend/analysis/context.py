@@ -17,6 +17,7 @@ from backend.imaging import DecodedImage
 
 if TYPE_CHECKING:
     from backend.ml.nlp.types import NLPResult
+    from backend.ml.vision.scorer import VisionResult
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class PipelineContext:
     image: DecodedImage | None = None
     vision: VisionFindings | None = None
     heatmap_jpeg: bytes | None = None
+    vision_raw: VisionResult | None = None  # input statistics for the drift monitor
     nlp: NlpFindings | None = None
     nlp_raw: NLPResult | None = None  # what fusion reads (entity assertions, ranking)
     fusion: FusionFindings | None = None

@@ -87,7 +87,11 @@ def build_runtime(settings: Settings, database: Database) -> AnalysisRuntime:
         threads=threads,
     )
     deps = StageDeps(
-        registry=registry, batcher=batcher, threads=threads, limits=image_limits(settings)
+        registry=registry,
+        batcher=batcher,
+        threads=threads,
+        limits=image_limits(settings),
+        population_warning=settings.population_warning,
     )
     pipeline = Pipeline(
         default_stages(deps),

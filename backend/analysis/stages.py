@@ -60,6 +60,7 @@ class StageDeps:
     batcher: MicroBatcher
     threads: InferenceThreads
     limits: ImageLimits
+    population_warning: bool = True
 
 
 class InputStage:
@@ -90,7 +91,9 @@ class VisionStage:
         assert ctx.image is not None  # noqa: S101 - guaranteed by `requires`
         scorer: VisionScorer = await self.deps.registry.get(VISION)
         ctx.models["vision"] = model_info(scorer)
+        ctx.calibration = dict(scorer.calibration_info)
         result = await self.deps.batcher.submit(scorer.score_batch, ctx.image.pixels)
+        ctx.vision_raw = result
         if not result.is_chest_xray:
             raise StageSkipped(
                 "the image does not look like a chest X-ray "
@@ -102,6 +105,19 @@ class VisionStage:
         image, heatmap = _downscale(ctx.image.pixels, result.heatmap, HEATMAP_MAX_SIDE)
         ctx.heatmap_jpeg = await self.deps.threads.run_sync(render_heatmap_panels, image, heatmap)
         ctx.vision = vision_findings(result, ctx.heatmap_jpeg, scale=ctx.image.scale)
+        if result.outside_population and self.deps.population_warning:
+            ctx.warn(population_warning(result.outside_population, result.input_stats))
+
+
+def population_warning(names: tuple[str, ...], stats: dict[str, float]) -> str:
+    """The result's warning for an image outside the reference population."""
+    from backend.ml.vision.population import describe_outside
+
+    return (
+        "vision: this image lies outside the population the model was validated on "
+        f"({describe_outside(names, stats)}), for example another age group, projection or "
+        "acquisition; the anomaly score and heatmap are less reliable for it"
+    )
 
 
 class MemoryStage:

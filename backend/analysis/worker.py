@@ -79,6 +79,12 @@ class WorkerRuntime:
         database = Database.connect(self.settings.database_url, echo=self.settings.database_echo)
         state = build_runtime(self.settings, database)
         state.pipeline.observe(metrics_observer(self.metrics))
+        # Drift observations of the jobs this worker runs (the API checks the window).
+        from backend.monitoring.service import DriftMonitor
+
+        self.monitor = DriftMonitor(self.settings, database.sessionmaker)
+        state.pipeline.observe(self.monitor.observe)
+        state.pipeline.on_finish(self.monitor.finished)
         if self.settings.preload_models:
             await _preload(state)
         settle_heap(collect=True)  # jobs never wait on a full scan of the models' objects
@@ -148,6 +154,7 @@ class WorkerRuntime:
         self._thread.join(timeout=5)
 
     async def _shutdown(self) -> None:
+        await self.monitor.flush()
         await self.state.aclose()
         await self.state.database.aclose()
 

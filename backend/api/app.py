@@ -45,6 +45,8 @@ from backend.dicomweb import router as dicomweb_router
 from backend.dicomweb.delivery import PacsSender
 from backend.dicomweb.schemas import StowResponse
 from backend.logs import configure_logging
+from backend.monitoring import router as monitoring_router
+from backend.monitoring.service import DriftMonitor
 from backend.observability import Metrics, install_metrics
 from backend.process import configure_process, settle_heap, stop_watching_gc_pauses
 from backend.reports import router as reports_router
@@ -69,6 +71,11 @@ async def build_state(settings: Settings, metrics: Metrics) -> AppState:
     runtime = state.add(build_runtime(settings, database), close=None)
     state.on_close("analysis", runtime.aclose)
     runtime.pipeline.observe(metrics_observer(metrics))
+    # Drift monitoring: each finished analysis leaves an observation (written after commit).
+    monitor = state.add(DriftMonitor(settings, database.sessionmaker, metrics))
+    runtime.pipeline.observe(monitor.observe)
+    runtime.pipeline.on_finish(monitor.finished)
+    state.on_close("drift monitor", monitor.flush)
     assert settings.audit_spool_dir is not None  # noqa: S101 - filled by the settings validator
     state.add(AuditSpool(settings.audit_spool_dir, database.sessionmaker))
     state.add(ResultCache(revalidate_s=settings.result_cache_revalidate_s))
@@ -121,6 +128,13 @@ def _start_scheduler(state: AppState) -> Any:
     scheduler.add_job(
         state.get(AuditSpool).recover, "interval", seconds=60, id="audit_spool_recover"
     )
+    # Drift: check the window, export the gauges, log a warning when the status changes.
+    scheduler.add_job(
+        state.get(DriftMonitor).check_now,
+        "interval",
+        seconds=state.get(Settings).drift_check_interval_s,
+        id="drift_check",
+    )
     scheduler.start()
     return scheduler
 
@@ -142,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.on_close("audit spool", audit.stop)
         await runtime.queue.start()
         scheduler = _start_scheduler(state)
+        app.state.medsight_scheduler = scheduler
         background: list[asyncio.Task[None]] = []
         if settings.preload_models:
             background.append(asyncio.create_task(runtime.registry.preload()))
@@ -190,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat_router.router,
         reports_router.router,
         dicomweb_router.router,
+        monitoring_router.router,
         metrics.router,
         viewer_router.router,
     ):

@@ -71,8 +71,8 @@ def algorithm(result: AnalysisResult) -> hd.sr.AlgorithmIdentification:
     if result.provenance.threshold is not None:
         parameters.append(f"decision threshold {result.provenance.threshold:g}")
     calibration = result.provenance.calibration
-    if calibration:
-        described = ", ".join(f"{k} {v}" for k, v in sorted(calibration.items()))
+    if calibration and calibration.get("kind", "site") == "site":
+        described = ", ".join(f"{k} {v}" for k, v in sorted(calibration.items()) if k != "kind")
         parameters.append(f"site calibration: {described}")
     else:
         parameters.append("calibration: the reference shipped with the model")

@@ -25,6 +25,7 @@ STAGE_TIMINGS: dict[str, str] = {
 }
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 MODEL_STATES = ("registered", "loading", "ready", "failed")
+DRIFT_STATUSES = ("ok", "warning", "drift")
 
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -90,6 +91,26 @@ class Metrics:
         )
         self.gpu_budget_used = Gauge(
             "medsight_gpu_budget_used_mb", "GPU memory reserved by the model registry.", registry=r
+        )
+        self.drift_statistic = Gauge(
+            "medsight_drift_statistic",
+            "Drift of the recent analyses from the reference population (sqrt(n) x KS distance; "
+            "NaN below DRIFT_MIN_N).",
+            registry=r,
+        )
+        self.drift_status = Gauge(
+            "medsight_drift_status",
+            "1 for the current drift status (ok, warning, drift), 0 for the others.",
+            ["status"],
+            registry=r,
+        )
+        self.drift_window = Gauge(
+            "medsight_drift_window_size", "Analyses in the drift window (n).", registry=r
+        )
+        self.drift_outside_population = Gauge(
+            "medsight_drift_outside_population_ratio",
+            "Share of the window's images outside the reference population.",
+            registry=r,
         )
 
     # --- events -------------------------------------------------------------------------
@@ -161,6 +182,16 @@ class Metrics:
                 )
         except Exception:  # noqa: BLE001
             logger.debug("cuda memory unavailable", exc_info=True)
+
+    def set_drift(
+        self, status: str, statistic: float | None, n: int, outside_ratio: float | None
+    ) -> None:
+        """Export the drift monitor's latest check (see backend/monitoring)."""
+        for name in DRIFT_STATUSES:
+            self.drift_status.labels(status=name).set(1.0 if name == status else 0.0)
+        self.drift_statistic.set(float("nan") if statistic is None else statistic)
+        self.drift_window.set(n)
+        self.drift_outside_population.set(float("nan") if outside_ratio is None else outside_ratio)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -95,3 +95,17 @@ def load_calibration(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
             raise ValueError(f"{path} is not a MedSight vision calibration file")
         banks = {k: fh.get_tensor(k).float() for k in BANKS}
     return banks, json.loads(meta["calibration"]), sha256_file(path)
+
+
+def read_calibration_meta(path: Path) -> tuple[dict[str, Any], str]:
+    """The calibration dict and file sha256, without reading the banks."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration file not found: {path}")
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if meta.get("format") != CALIBRATION_FORMAT:
+        raise ValueError(f"{path} is not a MedSight vision calibration file")
+    return json.loads(meta["calibration"]), sha256_file(path)

@@ -10,7 +10,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,14 @@ from .fusion import (
 from .heatmap import heatmap_from_patch_map, top_regions
 from .model import OUTPUT_NAMES, ScorerNet
 from .onnx_runtime import OnnxScorer, cache_path, export_onnx, onnx_available
+from .population import (
+    calibration_provenance,
+    input_statistics,
+    load_reference,
+    outside_population,
+    reference_id,
+    site_reference,
+)
 from .preprocessing import (
     colourfulness,
     resize_gray,
@@ -60,6 +68,11 @@ class VisionResult:
     ]  # {"x","y","width","height","confidence"} in original pixels
     ood_score: float
     is_chest_xray: bool
+    # Input statistics the drift monitor and the population check use (intensities in 0-1 of
+    # the network input; feature_distance is ood_score: the distance to the normal reference).
+    input_stats: dict[str, float] = field(default_factory=dict)
+    # Which of those fall outside the reference population's range (empty: inside it).
+    outside_population: tuple[str, ...] = ()
 
 
 def build_net(
@@ -96,6 +109,7 @@ class VisionScorer:
         *,
         calibration: dict[str, Any],
         calibration_sha256: str | None = None,
+        reference: dict[str, Any] | None = None,
         backend: str = "auto",
         device: str = "cpu",
         fusion: str = "default",
@@ -112,6 +126,11 @@ class VisionScorer:
         self.weights_sha256: str = metadata["weights_sha256"]
         self.calibration = calibration
         self.calibration_sha256 = calibration_sha256
+        # The reference population (drift monitoring, population check); None: not shipped.
+        self.reference = reference
+        self.reference_id = reference_id(self.weights_sha256, calibration_sha256)
+        # Provenance.calibration of every result this scorer makes.
+        self.calibration_info = calibration_provenance(metadata, calibration, calibration_sha256)
         self.fusion = fusion
         self.image_size: int = metadata["input_size"]
         self.device = "cpu"
@@ -190,13 +209,14 @@ class VisionScorer:
         with self._lock:
             x, shapes, colour = self.prepare(images)
             raw = self.run_network(x)
-        return self.results_from_raw(raw, shapes, colour)
+        return self.results_from_raw(raw, shapes, colour, input_statistics(x))
 
     def results_from_raw(
         self,
         raw: dict[str, npt.NDArray[Any]],
         shapes: list[tuple[int, int]],
         colour: list[float] | None = None,
+        stats: list[dict[str, float]] | None = None,
     ) -> list[VisionResult]:
         cal = self.calibration
         values = component_values(raw)
@@ -226,6 +246,7 @@ class VisionScorer:
             comps["published_fused"] = {"value": float(_published(z, values, i)), "z": float("nan")}
             if self.fusion == "default":
                 comps["fused"] = {"value": s, "z": float(fz_all[i])}
+            inputs = {**(stats[i] if stats is not None else {}), "feature_distance": ood_score}
             out.append(
                 VisionResult(
                     anomaly_score=s,
@@ -239,6 +260,8 @@ class VisionScorer:
                     top_regions=top_regions(heat),
                     ood_score=ood_score,
                     is_chest_xray=is_xray,
+                    input_stats=inputs,
+                    outside_population=outside_population(inputs, self.reference),
                 )
             )
         return out
@@ -277,6 +300,7 @@ def load_scorer(
     with torch.no_grad():
         net = build_net(tensors, meta, vgg16_weights)
     cal = meta["calibration"]
+    reference = load_reference(model_dir)
     cal_sha = None
     if calibration is None and os.environ.get("VISION_CALIBRATION"):
         calibration = Path(os.environ["VISION_CALIBRATION"])
@@ -288,11 +312,14 @@ def load_scorer(
                 f"not this checkpoint ({meta['weights_sha256']}); rerun `medsight calibrate vision`"
             )
         net.set_banks(banks["patch_bank"], banks["knn_bank"], banks["ood_bank"])
+        # A site's own reference (its normals) replaces the shipped one's normal part.
+        reference = site_reference(reference, cal.get("reference"))
     return VisionScorer(
         net,
         meta,
         calibration=cal,
         calibration_sha256=cal_sha,
+        reference=reference,
         backend=backend,
         device=device,
         fusion=fusion,

@@ -1,0 +1,1 @@
+"""Drift monitoring: recent analyses against the vision model's reference population."""
