@@ -1,6 +1,6 @@
 """security: email verification, idempotency request hashes
 
-Revision ID: 20261203_0006
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-03 16:00:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "20261203_0006"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
