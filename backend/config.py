@@ -14,6 +14,35 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+# In an installed wheel the model folder ships inside the package (setup.py maps models/ there).
+_BUNDLED_MODELS = PACKAGE_DIR / "_models"
+
+
+def in_checkout() -> bool:
+    """True when running from a source tree (not from an installed wheel)."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "backend").is_dir()
+
+
+def default_models_dir() -> Path:
+    """The wheel's bundled models, else the checkout's `models/` folder."""
+    if _BUNDLED_MODELS.is_dir():
+        return _BUNDLED_MODELS
+    return REPO_ROOT / "models"
+
+
+def default_data_dir() -> Path:
+    """`data/` in a checkout; `$XDG_DATA_HOME/medsight` (~/.local/share/medsight) when installed."""
+    if in_checkout():
+        return REPO_ROOT / "data"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "medsight"
+
+
+def default_corpus_dir() -> Path:
+    """The default RAG corpus shipped in the package (PubMed abstracts + MedQuAD, compressed)."""
+    return PACKAGE_DIR / "ml" / "rag" / "corpus_data"
+
 
 # Values that people copy from examples and forget to change.
 _PLACEHOLDER_MARKERS = ("change", "changeme", "secret", "placeholder", "example", "your-", "xxx")
@@ -56,7 +85,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, validation_alias="PORT")
     log_level: str = "INFO"
     log_json: bool = True
-    data_dir: Path = REPO_ROOT / "data"
+    data_dir: Path = Field(default_factory=default_data_dir)
     secrets_file: Path | None = None
 
     # --- secrets -------------------------------------------------------------------------
@@ -146,6 +175,9 @@ class Settings(BaseSettings):
     pacs_sweep_interval_s: float = Field(default=5.0, gt=0)
 
     # --- models --------------------------------------------------------------------------
+    # The one place models are found: vision/v1 and nlp/minilm-ner-1.1 under it. Default: the
+    # wheel's bundled copy, or models/ in a checkout. VISION_MODEL_DIR / NLP_MODEL_DIR override one.
+    models_dir: Path = Field(default_factory=default_models_dir)
     vision_anomaly_backend: str = "auto"
     vision_model_dir: Path | None = None
     vision_calibration: Path | None = None
@@ -161,7 +193,8 @@ class Settings(BaseSettings):
     nlp_model_dir: Path | None = None
     # How the NER tagger and the ranking embedder run: "auto" = int8 ONNX Runtime on CPU.
     nlp_runtime: str = "auto"
-    # Where derived ONNX graphs are cached (default ~/.cache/medsight/onnx).
+    # Where derived ONNX graphs are cached: writable, never beside the weights (which may be
+    # read-only). Default DATA_DIR/model-cache.
     model_cache_dir: Path | None = None
     gpu_vram_budget_mb: int = 4096
     inference_threads: int = 2
@@ -197,7 +230,9 @@ class Settings(BaseSettings):
     gemini_timeout_s: float = 8.0
     chroma_dir: Path | None = None
     chroma_url: str | None = None
-    corpus_data_dir: Path = REPO_ROOT.parent / "shared" / "data" / "pubmed"
+    # The documents indexed on first start: the packaged default corpus unless set; add a site's
+    # own with `medsight corpus build --from FILE`.
+    corpus_data_dir: Path = Field(default_factory=default_corpus_dir)
     corpus_autobuild: bool = True
 
     @field_validator("allowed_origins", "trusted_hosts", "trusted_proxies", mode="before")
@@ -248,6 +283,12 @@ class Settings(BaseSettings):
             self.audit_spool_dir = self.data_dir / "audit-spool"
         if self.secrets_file is None:
             self.secrets_file = self.data_dir / ".secrets.json"
+        if self.model_cache_dir is None:
+            self.model_cache_dir = self.data_dir / "model-cache"
+        if self.vision_model_dir is None:
+            self.vision_model_dir = self.models_dir / "vision" / "v1"
+        if self.nlp_model_dir is None:
+            self.nlp_model_dir = self.models_dir / "nlp" / "minilm-ner-1.1"
         if self.environment is Environment.PRODUCTION:
             _require_strong_secrets(self)
         else:

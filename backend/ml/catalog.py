@@ -26,6 +26,7 @@ def register_default_models(registry: ModelRegistry, settings: Settings) -> None
             device=device,
             fusion=settings.vision_fusion,
             onnx_threads=settings.vision_threads,
+            onnx_cache_dir=settings.model_cache_dir,
         )
 
     def load_embedder(device: str, _deps: dict[str, Any]) -> Any:
