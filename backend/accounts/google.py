@@ -81,9 +81,12 @@ def build_client(settings: Settings) -> Any:
 
 
 def check_return_to(settings: Settings, return_to: str | None) -> str | None:
-    """Only an origin named in ALLOWED_ORIGINS / ALLOWED_ORIGIN_REGEX may receive the code."""
+    """Only an origin named in ALLOWED_ORIGINS / ALLOWED_ORIGIN_REGEX may receive the code.
+
+    Without one, sign-in returns to FRONTEND_URL when it is set (its origin is allowed).
+    """
     if not return_to:
-        return None
+        return settings.frontend_url
     parts = urlsplit(return_to)
     origin = f"{parts.scheme}://{parts.netloc}"
     allowed = (
