@@ -24,11 +24,13 @@ train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate models.", no_args_is_help=True)
 calibrate_app = typer.Typer(help="Per-site calibration.", no_args_is_help=True)
 corpus_app = typer.Typer(help="The RAG corpus.", no_args_is_help=True)
+models_app = typer.Typer(help="The models and their derived files.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(calibrate_app, name="calibrate")
 app.add_typer(corpus_app, name="corpus")
+app.add_typer(models_app, name="models")
 
 
 def _echo_json(payload: Any) -> None:
@@ -276,9 +278,22 @@ def eval_retrieval(
 
 @corpus_app.command("build")
 def corpus_build(
-    data: Annotated[Path | None, typer.Option(help="Folder with abstracts/medquad JSONL")] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            exists=True,
+            help="A folder or one JSON Lines file (.jsonl or .jsonl.gz) of documents to add; "
+            "default: the corpus the package ships (CORPUS_DATA_DIR)",
+        ),
+    ] = None,
+    data: Annotated[Path | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Fill the embedded ChromaDB collection (idempotent: a rerun adds nothing)."""
+    """Fill the embedded ChromaDB collection (idempotent: a rerun adds nothing).
+
+    A site's own documents are one JSON object a line: `title`, `text`, optional `id`, `url`,
+    `source` (PubMed abstract and MedQuAD records are recognised too).
+    """
     from tqdm import tqdm
 
     from backend.config import get_settings
@@ -296,10 +311,40 @@ def corpus_build(
         bar.refresh()
 
     stats = build_corpus(
-        data or settings.corpus_data_dir, settings.chroma_dir, embedder, progress=progress
+        source or data or settings.corpus_data_dir,
+        settings.chroma_dir,
+        embedder,
+        progress=progress,
+        chroma_url=settings.chroma_url,
     )
     bar.close()
     _echo_json(stats)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    corpus: Annotated[bool, typer.Option(help="Also index the default corpus")] = False,
+) -> None:
+    """Load every required model once: derived ONNX graphs are written to MODEL_CACHE_DIR.
+
+    Run at image build time so the first start of a container is fast and needs no writes
+    beside the weights.
+    """
+    from backend.config import get_settings
+    from backend.ml.catalog import register_default_models
+    from backend.ml.registry import ModelRegistry
+
+    settings = get_settings()
+    registry = ModelRegistry(gpu_budget_mb=settings.gpu_vram_budget_mb)
+    register_default_models(registry, settings)
+    required = [n for n, m in registry.state()["models"].items() if m["required"]]
+    asyncio.run(registry.preload(required))
+    state = registry.state()
+    _echo_json({"model_cache_dir": settings.model_cache_dir, **state})
+    if not registry.ready():
+        raise typer.Exit(1)
+    if corpus:
+        corpus_build(None)
 
 
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)

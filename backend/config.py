@@ -10,11 +10,52 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+# In an installed wheel the model folder ships inside the package (setup.py maps models/ there).
+_BUNDLED_MODELS = PACKAGE_DIR / "_models"
+
+
+def in_checkout() -> bool:
+    """True when running from a source tree (not from an installed wheel)."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "backend").is_dir()
+
+
+def default_models_dir() -> Path:
+    """The wheel's bundled models, else the checkout's `models/` folder."""
+    if _BUNDLED_MODELS.is_dir():
+        return _BUNDLED_MODELS
+    return REPO_ROOT / "models"
+
+
+def default_data_dir() -> Path:
+    """`data/` in a checkout; `$XDG_DATA_HOME/medsight` (~/.local/share/medsight) when installed."""
+    if in_checkout():
+        return REPO_ROOT / "data"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "medsight"
+
+
+def on_hf_spaces() -> bool:
+    """True inside a Hugging Face Space (the platform sets SPACE_ID)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+# The Spaces proxy reaches the container from the platform's private network.
+_SPACES_PROXIES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+_SPACES_FRAME_ANCESTORS = "https://huggingface.co https://*.hf.space"
+_R2_ENDPOINT = "https://{account}.r2.cloudflarestorage.com"
+
+
+def default_corpus_dir() -> Path:
+    """The default RAG corpus shipped in the package (PubMed abstracts + MedQuAD, compressed)."""
+    return PACKAGE_DIR / "ml" / "rag" / "corpus_data"
+
 
 # Values that people copy from examples and forget to change.
 _PLACEHOLDER_MARKERS = ("change", "changeme", "secret", "placeholder", "example", "your-", "xxx")
@@ -57,7 +98,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, validation_alias="PORT")
     log_level: str = "INFO"
     log_json: bool = True
-    data_dir: Path = REPO_ROOT / "data"
+    data_dir: Path = Field(default_factory=default_data_dir)
     secrets_file: Path | None = None
 
     # --- secrets -------------------------------------------------------------------------
@@ -70,8 +111,10 @@ class Settings(BaseSettings):
     # --- persistence ---------------------------------------------------------------------
     database_url: str = ""
     database_echo: bool = False
+    # local | s3 | r2 (r2: S3 with Cloudflare R2's endpoint, from R2_ACCOUNT_ID or S3_ENDPOINT_URL).
     storage_backend: str = "local"
     storage_dir: Path | None = None
+    r2_account_id: str | None = None
     s3_bucket: str = "medsight"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -82,7 +125,16 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_origin_regex: str | None = None
     trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    # Default empty; on Hugging Face Spaces the platform's private ranges (its proxy).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The web front end's URL, if it is served elsewhere: its origin is allowed for CORS and as
+    # the Google sign-in return target, and it is where sign-in returns by default.
+    frontend_url: str | None = None
+    # Who may embed the pages in a frame (CSP frame-ancestors): 'none' by default; on Hugging
+    # Face Spaces, huggingface.co (the Space page shows the app in an iframe).
+    frame_ancestors: str | None = None
+    # /docs, /redoc and /openapi.json: on by default except in production.
+    docs_enabled: bool | None = None
     max_upload_size_mb: float = 20.0
     max_request_body_mb: float = 25.0
     max_image_pixels: int = 50_000_000
@@ -156,8 +208,14 @@ class Settings(BaseSettings):
     pacs_sweep_interval_s: float = Field(default=5.0, gt=0)
 
     # --- models --------------------------------------------------------------------------
+    # The one place models are found: vision/v1 and nlp/minilm-ner-1.1 under it. Default: the
+    # wheel's bundled copy, or models/ in a checkout. VISION_MODEL_DIR / NLP_MODEL_DIR override one.
+    models_dir: Path = Field(default_factory=default_models_dir)
     vision_anomaly_backend: str = "auto"
     vision_model_dir: Path | None = None
+    # The torchvision VGG16 ImageNet state dict (vgg16-397923af.pth) for a VGG16 checkpoint
+    # (VISION_ANOMALY_BACKEND=pulmonary); not shipped.
+    vision_vgg16_weights: Path | None = None
     vision_calibration: Path | None = None
     vision_fusion: str = "default"
     # ONNX Runtime intra-op threads of one vision call (0: one per core). One is the service's
@@ -171,7 +229,8 @@ class Settings(BaseSettings):
     nlp_model_dir: Path | None = None
     # How the NER tagger and the ranking embedder run: "auto" = int8 ONNX Runtime on CPU.
     nlp_runtime: str = "auto"
-    # Where derived ONNX graphs are cached (default ~/.cache/medsight/onnx).
+    # Where derived ONNX graphs are cached: writable, never beside the weights (which may be
+    # read-only). Default DATA_DIR/model-cache.
     model_cache_dir: Path | None = None
     gpu_vram_budget_mb: int = 4096
     inference_threads: int = 2
@@ -195,7 +254,6 @@ class Settings(BaseSettings):
     # process.py. 0 leaves the library's default (one per core).
     blas_threads: int = Field(default=1, ge=0)
     preload_models: bool = True
-    hf_token: str | None = None
     embedding_model: str | None = None
     whisper_model: str | None = None
     local_llm_path: str | None = None
@@ -221,7 +279,9 @@ class Settings(BaseSettings):
     gemini_timeout_s: float = 8.0
     chroma_dir: Path | None = None
     chroma_url: str | None = None
-    corpus_data_dir: Path = REPO_ROOT.parent / "shared" / "data" / "pubmed"
+    # The documents indexed on first start: the packaged default corpus unless set; add a site's
+    # own with `medsight corpus build --from FILE`.
+    corpus_data_dir: Path = Field(default_factory=default_corpus_dir)
     corpus_autobuild: bool = True
 
     @field_validator("allowed_origins", "trusted_hosts", "trusted_proxies", mode="before")
@@ -249,15 +309,35 @@ class Settings(BaseSettings):
     @field_validator("storage_backend")
     @classmethod
     def _storage_backend(cls, value: str) -> str:
-        if value not in {"local", "s3"}:
-            raise ValueError("STORAGE_BACKEND must be 'local' or 's3'")
+        value = value.strip().lower()
+        if value not in {"local", "s3", "r2"}:
+            raise ValueError("STORAGE_BACKEND must be 'local', 's3' or 'r2'")
         return value
 
-    @field_validator("vision_anomaly_backend", "nlp_runtime")
+    @field_validator("vision_anomaly_backend")
+    @classmethod
+    def _vision_backend(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"auto", "torch", "onnx", "pulmonary"}:
+            raise ValueError("VISION_ANOMALY_BACKEND must be auto, torch, onnx or pulmonary")
+        return value
+
+    @field_validator("nlp_runtime")
     @classmethod
     def _runtime(cls, value: str) -> str:
         if value not in {"auto", "torch", "onnx"}:
-            raise ValueError("VISION_ANOMALY_BACKEND and NLP_RUNTIME must be auto, torch or onnx")
+            raise ValueError("NLP_RUNTIME must be auto, torch or onnx")
+        return value
+
+    @field_validator("frontend_url")
+    @classmethod
+    def _frontend_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("FRONTEND_URL must be an http:// or https:// URL")
         return value
 
     @model_validator(mode="after")
@@ -272,6 +352,15 @@ class Settings(BaseSettings):
             self.audit_spool_dir = self.data_dir / "audit-spool"
         if self.secrets_file is None:
             self.secrets_file = self.data_dir / ".secrets.json"
+        if self.model_cache_dir is None:
+            self.model_cache_dir = self.data_dir / "model-cache"
+        if self.vision_model_dir is None:
+            self.vision_model_dir = self.models_dir / "vision" / "v1"
+        if self.nlp_model_dir is None:
+            self.nlp_model_dir = self.models_dir / "nlp" / "minilm-ner-1.1"
+        _platform_defaults(self)
+        if self.vision_anomaly_backend == "pulmonary":
+            _check_pulmonary(self)
         if self.environment is Environment.PRODUCTION:
             _require_strong_secrets(self)
         else:
@@ -281,6 +370,11 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION
+
+    @property
+    def docs_on(self) -> bool:
+        """Whether /docs, /redoc and /openapi.json are served (DOCS_ENABLED)."""
+        return not self.is_production if self.docs_enabled is None else self.docs_enabled
 
     @cached_property
     def max_upload_bytes(self) -> int:
@@ -293,6 +387,62 @@ class Settings(BaseSettings):
     @cached_property
     def dicomweb_max_request_bytes(self) -> int:
         return int(max(self.dicomweb_max_request_mb, self.max_upload_size_mb + 1) * 1024 * 1024)
+
+
+def _platform_defaults(settings: Settings) -> None:
+    """Defaults that follow from other settings or from where the service runs."""
+    spaces = on_hf_spaces()
+    if not settings.trusted_proxies and spaces:
+        settings.trusted_proxies = list(_SPACES_PROXIES)
+    if settings.frame_ancestors is None:
+        settings.frame_ancestors = _SPACES_FRAME_ANCESTORS if spaces else "'none'"
+    if settings.frontend_url:
+        parts = urlsplit(settings.frontend_url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in settings.allowed_origins:
+            settings.allowed_origins = [*settings.allowed_origins, origin]
+    if settings.storage_backend == "r2":
+        # Cloudflare R2 speaks the S3 API: the s3 backend with R2's endpoint and region.
+        if not settings.s3_endpoint_url:
+            if not settings.r2_account_id:
+                raise ConfigError(
+                    "STORAGE_BACKEND=r2 needs R2_ACCOUNT_ID (or S3_ENDPOINT_URL set to the "
+                    "bucket's R2 endpoint), plus S3_BUCKET, S3_ACCESS_KEY_ID and "
+                    "S3_SECRET_ACCESS_KEY from an R2 API token."
+                )
+            settings.s3_endpoint_url = _R2_ENDPOINT.format(account=settings.r2_account_id)
+        if settings.s3_region == "us-east-1":
+            settings.s3_region = "auto"
+        settings.storage_backend = "s3"
+
+
+def _check_pulmonary(settings: Settings) -> None:
+    """The VGG16 -> VAE -> ViT path needs a VGG16 checkpoint and VGG16's ImageNet weights."""
+    model_dir = settings.vision_model_dir
+    assert model_dir is not None  # noqa: S101 - set by the validator
+    problems = []
+    weights = settings.vision_vgg16_weights
+    if weights is None or not weights.is_file():
+        problems.append(
+            "VISION_VGG16_WEIGHTS must name torchvision's VGG16 ImageNet state dict "
+            f"(vgg16-397923af.pth){f'; {weights} does not exist' if weights else ''}"
+        )
+    try:
+        backbone = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))["backbone"]
+    except (OSError, ValueError, KeyError):
+        backbone = None
+    if backbone != "vgg16":
+        problems.append(
+            f"VISION_MODEL_DIR ({model_dir}) must hold a VGG16 checkpoint (`medsight train vision "
+            f"--backbone vgg16`), not {backbone or 'nothing readable'}"
+        )
+    if problems:
+        raise ConfigError(
+            "VISION_ANOMALY_BACKEND=pulmonary (the VGG16 -> VAE -> ViT scorer) cannot start: "
+            + "; ".join(problems)
+            + ". Neither ships with MedSight; VISION_ANOMALY_BACKEND=auto uses the shipped "
+            "EfficientNet-Lite0 checkpoint."
+        )
 
 
 def _weak_secret_reason(value: str) -> str | None:

@@ -91,9 +91,10 @@ def check_return_to(settings: Settings, return_to: str | None) -> str | None:
 
     ALLOWED_ORIGIN_REGEX is deliberately not consulted: a pattern such as `https://.*\.hf\.space`
     matches every tenant of a shared host, and the one-time code would go to any of them.
+    Without `return_to`, sign-in returns to FRONTEND_URL when it is set (its origin is allowed).
     """
     if not return_to:
-        return None
+        return settings.frontend_url
     parts = urlsplit(return_to)
     origin = f"{parts.scheme}://{parts.netloc}"
     allowed = (

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 def code_version() -> str:
     """Package version plus the git commit when running from a checkout."""
+    if not (REPO_ROOT / ".git").exists():
+        return __version__  # an installed wheel: no repository of its own to ask
     try:
         sha = subprocess.run(  # noqa: S603 - fixed argv, no shell
             ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607

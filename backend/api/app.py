@@ -30,6 +30,7 @@ from backend.analysis.result_cache import ResultCache
 from backend.analysis.router import ANALYSIS_EVENTS
 from backend.analysis.runtime import AnalysisRuntime, build_runtime
 from backend.api import health, metrics
+from backend.api.docs import install_docs
 from backend.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from backend.api.openapi import install_openapi, operation_id
 from backend.audit.service import configure_chain_key
@@ -179,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stop_watching_gc_pauses()
             logger.info("medsight stopped")
 
-    docs = not settings.is_production
+    docs = settings.docs_on
     app = FastAPI(
         title="MedSight API",
         version=__version__,
@@ -188,12 +189,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"and chat. {DISCLAIMER}"
         ),
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        # Served by install_docs with local assets (no CDN).
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
+    if docs:
+        install_docs(app)
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded_handler)
     for router in (
         health.router,
@@ -239,7 +243,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     if settings.trusted_hosts and settings.trusted_hosts != ["*"]:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
-    app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
+    app.add_middleware(
+        RequestContextMiddleware,
+        hsts=settings.is_production,
+        frame_ancestors=settings.frame_ancestors or "'none'",
+    )
     # Last, so its middleware is outermost and sees every request (413s included).
     app_metrics = install_metrics(app)
     return app

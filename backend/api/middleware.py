@@ -24,15 +24,21 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(self), geolocation=()",
 }
 # Swagger UI needs its inline script and CDN-free assets; API responses need nothing.
-_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+_API_CSP = "default-src 'none'; frame-ancestors {ancestors}"
 
 
 class RequestContextMiddleware:
     """Give every request an id (echoed as X-Request-ID), log it, and add security headers."""
 
-    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, *, hsts: bool = False, frame_ancestors: str = "'none'"
+    ) -> None:
         self.app = app
         self.hsts = hsts
+        # FRAME_ANCESTORS (huggingface.co on Spaces); X-Frame-Options cannot name an origin, so
+        # it is sent only when no one may frame the pages.
+        self.csp = _API_CSP.format(ancestors=frame_ancestors)
+        self.frame_deny = frame_ancestors.strip() == "'none'"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,9 +62,10 @@ class RequestContextMiddleware:
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
                 for key, value in SECURITY_HEADERS.items():
-                    headers.setdefault(key, value)
+                    if key != "X-Frame-Options" or self.frame_deny:
+                        headers.setdefault(key, value)
                 if not path.startswith(("/docs", "/redoc")):
-                    headers.setdefault("Content-Security-Policy", _API_CSP)
+                    headers.setdefault("Content-Security-Policy", self.csp)
                 if self.hsts:
                     headers.setdefault("Strict-Transport-Security", "max-age=63072000")
             await send(message)

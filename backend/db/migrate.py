@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import command
 from alembic.config import Config
 
-from backend.config import REPO_ROOT
 from backend.db.session import normalise_database_url
+
+# The migrations ship inside the package; alembic.ini (a checkout's file, for the `alembic` CLI)
+# is not needed to run them, so an installed wheel migrates from anywhere.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO_ROOT / "backend" / "db" / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
     config.attributes["database_url"] = normalise_database_url(database_url)
     config.attributes["configure_logger"] = False
     return config

@@ -19,13 +19,18 @@ def register_default_models(registry: ModelRegistry, settings: Settings) -> None
     def load_vision(device: str, _deps: dict[str, Any]) -> Any:
         from backend.ml.vision import load_scorer
 
+        # "pulmonary" (the seed's name) is the VGG16 -> VAE -> ViT checkpoint, checked at
+        # start-up (config.py); it runs on the same runtimes as any other checkpoint.
+        backend = settings.vision_anomaly_backend
         return load_scorer(
             settings.vision_model_dir,
             calibration=settings.vision_calibration,
-            backend=settings.vision_anomaly_backend,
+            backend="auto" if backend == "pulmonary" else backend,
+            vgg16_weights=settings.vision_vgg16_weights,
             device=device,
             fusion=settings.vision_fusion,
             onnx_threads=settings.vision_threads,
+            onnx_cache_dir=settings.model_cache_dir,
         )
 
     def load_embedder(device: str, _deps: dict[str, Any]) -> Any:

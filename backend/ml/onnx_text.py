@@ -79,8 +79,12 @@ def writable_dir(preferred: Path) -> Path:
         probe.unlink()
         return preferred
     except OSError:
-        fallback = Path(tempfile.gettempdir()) / f"medsight-onnx-{os.getuid()}"
-        fallback.mkdir(parents=True, exist_ok=True)
+        # A private directory with an unguessable name: a predictable shared /tmp path would let
+        # another local user plant a graph that this process then loads.
+        fallback = Path(tempfile.mkdtemp(prefix="medsight-onnx-"))
+        logger.warning(
+            "%s is not writable; ONNX graphs go to %s for this process", preferred, fallback
+        )
         return fallback
 
 

@@ -38,9 +38,9 @@ PAGE_CSP = "; ".join(
         "font-src 'self'",
         "form-action 'self'",
         "base-uri 'none'",
-        "frame-ancestors 'none'",
     )
 )
+NO_FRAMES = "'none'"
 _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -124,7 +124,9 @@ async def index(request: Request, settings: SettingsDep) -> Response:
     asset = _page(
         config["google"], config["anonymous"], config["max-upload-mb"], config["max-symptoms"]
     )
-    return _respond(request, asset, **{"Content-Security-Policy": PAGE_CSP})
+    # FRAME_ANCESTORS: 'none', or huggingface.co when the Space page frames the viewer.
+    csp = f"{PAGE_CSP}; frame-ancestors {settings.frame_ancestors or NO_FRAMES}"
+    return _respond(request, asset, **{"Content-Security-Policy": csp})
 
 
 @router.get("/viewer/{name}")

@@ -51,7 +51,7 @@ async def test_the_page_is_served_with_a_strict_csp_and_revalidates(
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     csp = response.headers["content-security-policy"]
-    assert csp == PAGE_CSP
+    assert csp == f"{PAGE_CSP}; frame-ancestors 'none'"
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
     assert directives["default-src"] == "'none'" and directives["script-src"] == "'self'"
     assert directives["style-src"] == "'self'" and directives["connect-src"] == "'self'"

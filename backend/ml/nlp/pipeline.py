@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from backend.config import default_models_dir
 from backend.ml.embeddings import EMBEDDING_DIM
 from backend.ml.nlp.conditions import DEFAULT_PROFILES, ConditionProfile, load_profiles
 from backend.ml.nlp.extraction import EntityExtractor
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_VERSION = "minilm-ner-1.1"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[3] / "models" / "nlp" / DEFAULT_VERSION
+DEFAULT_MODEL_DIR = default_models_dir() / "nlp" / DEFAULT_VERSION
 TOP_K = 5
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import logging
 import time
@@ -44,7 +46,9 @@ class SourceDocument:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
+    """Records of a JSON Lines file, gzip-compressed when its name ends in `.gz`."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
                 yield json.loads(line)
@@ -57,46 +61,92 @@ def abstract_body(record: dict[str, Any]) -> str:
     return f"{body} {conclusion}".strip() if conclusion else body
 
 
+def _abstract(r: dict[str, Any]) -> SourceDocument | None:
+    if not abstract_body(r):
+        return None
+    return SourceDocument(
+        doc_id=f"pubmed-{r['pmid']}",
+        pmid=str(r["pmid"]),
+        title=str(r.get("title") or ""),
+        text=abstract_body(r),
+        source=str(r.get("source") or "pubmed"),
+    )
+
+
+def _medquad(r: dict[str, Any]) -> SourceDocument | None:
+    if not r.get("answer"):
+        return None
+    # The question is part of the indexed text: users ask questions shaped like it.
+    return SourceDocument(
+        # qids are only unique within a MedQuAD collection.
+        doc_id=f"medquad-{r.get('collection') or 'x'}-{r['qid']}",
+        pmid=None,
+        title=str(r["question"]),
+        text=f"{r['question']} {r['answer']}",
+        source=f"MedQuAD/{r.get('source') or 'NIH'}",
+        url=r.get("url") or None,
+    )
+
+
+def _site_document(r: dict[str, Any]) -> SourceDocument | None:
+    """A site's own document: `text` (required), `title`, `id`, `url`, `source`."""
+    text = str(r.get("text") or "").strip()
+    if not text:
+        return None
+    title = str(r.get("title") or "").strip()
+    key = str(r.get("id") or hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()[:16])
+    return SourceDocument(
+        doc_id=f"site-{key}",
+        pmid=None,
+        title=title,
+        text=f"{title}. {text}" if title else text,
+        source=str(r.get("source") or "site"),
+        url=str(r["url"]) if r.get("url") else None,
+    )
+
+
+def _document(r: dict[str, Any]) -> SourceDocument | None:
+    if "pmid" in r and "abstract" in r:
+        return _abstract(r)
+    if "qid" in r and "answer" in r:
+        return _medquad(r)
+    return _site_document(r)
+
+
 def load_abstracts(path: Path) -> list[SourceDocument]:
-    return [
-        SourceDocument(
-            doc_id=f"pubmed-{r['pmid']}",
-            pmid=str(r["pmid"]),
-            title=str(r.get("title") or ""),
-            text=abstract_body(r),
-            source=str(r.get("source") or "pubmed"),
-        )
-        for r in _read_jsonl(path)
-        if abstract_body(r)
-    ]
+    return [d for d in map(_abstract, _read_jsonl(path)) if d is not None]
 
 
 def load_medquad(path: Path) -> list[SourceDocument]:
-    # The question is part of the indexed text: users ask questions shaped like it.
-    return [
-        SourceDocument(
-            # qids are only unique within a MedQuAD collection.
-            doc_id=f"medquad-{r.get('collection') or 'x'}-{r['qid']}",
-            pmid=None,
-            title=str(r["question"]),
-            text=f"{r['question']} {r['answer']}",
-            source=f"MedQuAD/{r.get('source') or 'NIH'}",
-            url=r.get("url") or None,
-        )
-        for r in _read_jsonl(path)
-        if r.get("answer")
-    ]
+    return [d for d in map(_medquad, _read_jsonl(path)) if d is not None]
 
 
-def load_documents(data_dir: Path) -> list[SourceDocument]:
-    """All documents found in `data_dir` (either file may be absent, not both)."""
-    docs: list[SourceDocument] = []
-    if (data_dir / ABSTRACTS_FILE).is_file():
-        docs += load_abstracts(data_dir / ABSTRACTS_FILE)
-    if (data_dir / MEDQUAD_FILE).is_file():
-        docs += load_medquad(data_dir / MEDQUAD_FILE)
+def load_file(path: Path) -> list[SourceDocument]:
+    """Documents of one JSON Lines file; each record's kind is recognised from its fields."""
+    docs = [d for d in map(_document, _read_jsonl(path)) if d is not None]
     if not docs:
-        raise FileNotFoundError(f"no {ABSTRACTS_FILE} or {MEDQUAD_FILE} under {data_dir}")
+        raise ValueError(f"{path} holds no document with text")
+    return docs
+
+
+def _find(data_dir: Path, name: str) -> Path | None:
+    for candidate in (data_dir / name, data_dir / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_documents(source: Path) -> list[SourceDocument]:
+    """All documents of one JSONL file, or of a folder's abstracts/MedQuAD files (plain or .gz)."""
+    if source.is_file():
+        return load_file(source)
+    docs: list[SourceDocument] = []
+    if path := _find(source, ABSTRACTS_FILE):
+        docs += load_abstracts(path)
+    if path := _find(source, MEDQUAD_FILE):
+        docs += load_medquad(path)
+    if not docs:
+        raise FileNotFoundError(f"no {ABSTRACTS_FILE}(.gz) or {MEDQUAD_FILE}(.gz) under {source}")
     return docs
 
 
@@ -221,7 +271,7 @@ def corpus_exists(persist_dir: Path, chroma_url: str | None = None) -> bool:
 
 
 def build_corpus(
-    data_dir: Path,
+    data_dir: Path,  # a folder of the corpus files, or one JSONL file (a site's own documents)
     persist_dir: Path,
     embedder: MiniLMEmbedder,
     *,

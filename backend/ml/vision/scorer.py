@@ -18,6 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from backend.config import default_models_dir
+from backend.ml.onnx_text import default_cache_dir
+
 from .backbones import build_backbone
 from .checkpoint import load_calibration, load_checkpoint
 from .fusion import (
@@ -50,7 +53,7 @@ from .preprocessing import (
 from .vae import FeatureVAE
 from .vit import LatentViT
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[3] / "models" / "vision" / "v1"
+DEFAULT_MODEL_DIR = default_models_dir() / "vision" / "v1"
 BACKENDS = ("auto", "torch", "onnx")
 COLOUR_LIMIT = 12.0  # Hasler-Suesstrunk colourfulness above this = a colour photo, not an X-ray
 
@@ -159,7 +162,8 @@ class VisionScorer:
         return float(n / 2**20 + activations + onnx)
 
     def onnx_path(self) -> Path:
-        cache = self._onnx_cache_dir or Path(self.metadata.get("_model_dir", ".")) / ".onnx"
+        # Never beside the weights: an installed package or an image layer is read-only.
+        cache = self._onnx_cache_dir or default_cache_dir()
         return cache_path(
             cache, self.weights_sha256, self.calibration_sha256, self.metadata["backbone"]
         )
