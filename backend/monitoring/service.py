@@ -41,16 +41,21 @@ class _Model(Protocol):
 
 
 class _Input(Protocol):
-    analysis_id: str
+    @property
+    def analysis_id(self) -> str: ...
 
 
 class PipelineContext(Protocol):
     """What the monitor reads of the pipeline's context (backend.analysis.context)."""
 
-    input: _Input
-    vision_raw: Any  # backend.ml.vision.VisionResult | None
-    calibration: dict[str, object] | None
-    models: Any  # dict[str, ModelInfo]
+    @property
+    def input(self) -> _Input: ...
+    @property
+    def vision_raw(self) -> Any: ...  # backend.ml.vision.VisionResult | None
+    @property
+    def calibration(self) -> dict[str, object] | None: ...
+    @property
+    def models(self) -> Any: ...  # dict[str, ModelInfo]
 
 
 logger = logging.getLogger(__name__)
@@ -238,7 +243,7 @@ class DriftMonitor:
         values = {f: [float(getattr(r, f)) for r in rows] for f in FEATURES}
         result = drift_test(values, ref["features"], self.thresholds)
         return DriftReport(
-            status=result.status,  # type: ignore[arg-type]
+            status=result.status,
             statistic=result.statistic,
             normal_fraction=result.normal_fraction,
             features={

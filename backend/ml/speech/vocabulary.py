@@ -206,11 +206,12 @@ def correct(
                 score = 0.6 * _ratio(key, term.key) + 0.4 * _ratio(heard, term.text)
                 if score > best[0]:
                     best = (score, term)
-            score, term = best
+            score, found = best
             # Real words that merely sound close ("morning" / "snoring") need a closer match.
             needed = min_score + EVERYDAY_MARGIN if everyday else min_score
-            if term is None or score < needed or term.text == heard:
+            if found is None or score < needed or found.text == heard:
                 continue
+            term = found
             if bm25_tokens(heard) == bm25_tokens(term.text):
                 continue  # the same words inflected ("coughs up blood"): not a mishearing
             for j in range(i, i + n):
