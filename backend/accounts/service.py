@@ -229,8 +229,8 @@ async def issue_pair(
     )
 
 
-async def revoke_family(session: AsyncSession, family_id: str) -> None:
-    credentials_revoked(session)
+async def revoke_family(session: AsyncSession, family_id: str, user_id: str) -> None:
+    credentials_revoked(session, user_id)
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
@@ -259,7 +259,7 @@ async def refresh(
         .values(rotated_at=utcnow())
     )
     if getattr(spent, "rowcount", 0) != 1:
-        await revoke_family(session, row.family_id)
+        await revoke_family(session, row.family_id, row.user_id)
         await record_audit(
             session,
             actor_id=row.user_id,
@@ -280,7 +280,7 @@ async def refresh(
         raise invalid_token("The account no longer exists or is disabled.")
     if utcnow() - claims.auth_time > timedelta(days=settings.refresh_family_max_days):
         # However often it is refreshed, a sign-in does not live forever.
-        await revoke_family(session, row.family_id)
+        await revoke_family(session, row.family_id, row.user_id)
         await session.commit()
         raise invalid_token("This sign-in is too old; sign in again.", "session_expired")
     return await issue_pair(
@@ -292,7 +292,7 @@ async def logout(
     session: AsyncSession, *, user: User, family_id: str | None, client_ip: str
 ) -> None:
     if family_id:
-        await revoke_family(session, family_id)
+        await revoke_family(session, family_id, user.id)
     await record_audit(
         session,
         actor_id=user.id,
