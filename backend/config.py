@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     jwt_audience: str = "medsight-api"
     access_token_ttl_minutes: int = 15
     refresh_token_ttl_days: int = 14
+    # A sign-in's refresh family ends this long after the sign-in, however often refreshed.
+    refresh_family_max_days: float = Field(default=30.0, gt=0)
+    # Deleting the account needs a sign-in (password or Google) at most this old.
+    reauth_max_age_minutes: float = Field(default=10.0, gt=0)
     google_client_id: str | None = None
     google_client_secret: str | None = None
     google_discovery_url: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import select
@@ -47,6 +48,7 @@ class Caller:
     family_id: str | None = None  # refresh family behind an access token (for logout)
     api_key_id: str | None = None
     anonymous_id: str | None = None  # the anonymous client's own identity (anonymous.py)
+    auth_time: datetime | None = None  # when a token caller last signed in
 
     @classmethod
     def anonymous(cls, anonymous_id: str | None = None) -> Caller:
@@ -123,7 +125,12 @@ async def resolve_caller(
 
         key = ("token", claims.subject, claims.family_id)
         identity = await cache.get_or_verify(key, verify_token)
-        return Caller(user_id=identity.user_id, via="token", family_id=claims.family_id)
+        return Caller(
+            user_id=identity.user_id,
+            via="token",
+            family_id=claims.family_id,
+            auth_time=claims.auth_time,
+        )
     return Caller.anonymous()
 
 

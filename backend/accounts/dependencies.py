@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -21,6 +22,7 @@ from backend.accounts.caller import (
     unauthenticated,
 )
 from backend.config import Settings
+from backend.db.base import utcnow
 from backend.db.models import User
 from backend.errors import UnauthorizedError
 from backend.web.deps import SessionDep, SettingsDep
@@ -118,3 +120,22 @@ def require_scope(scope: str) -> Any:
 
     result: DependsParam = Depends(dependency)
     return result
+
+
+async def get_recent_user(caller: CallerDep, session: SessionDep, settings: SettingsDep) -> User:
+    """The signed-in user, by a bearer token from a sign-in at most REAUTH_MAX_AGE_MINUTES old.
+
+    Refreshing does not renew it: the user must type the password (or go through Google) again.
+    """
+    user = await get_token_user(caller, session)
+    limit = timedelta(minutes=settings.reauth_max_age_minutes)
+    if caller.auth_time is None or utcnow() - caller.auth_time > limit:
+        raise UnauthorizedError(
+            f"Sign in again (within {settings.reauth_max_age_minutes:g} minutes) to do this.",
+            code="reauthentication_required",
+            headers={"WWW-Authenticate": 'Bearer error="insufficient_user_authentication"'},
+        )
+    return user
+
+
+RecentUser = Annotated[User, Depends(get_recent_user)]

@@ -12,7 +12,7 @@ from backend.db.models import ApiKey, RefreshToken
 
 async def revoke_all_credentials(session: AsyncSession, user_id: str) -> None:
     """Every refresh family (so its access tokens too) and every API key of `user_id`."""
-    credentials_revoked(session)
+    credentials_revoked(session, user_id)
     now = utcnow()
     await session.execute(
         update(RefreshToken)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from backend.accounts import anonymous, api_keys, google, service
 from backend.accounts.caller import auth_required
-from backend.accounts.dependencies import CallerDep, CurrentUser, TokenUser
+from backend.accounts.dependencies import CallerDep, TokenUser
 from backend.accounts.google import GoogleClients
 from backend.accounts.mailer import Mailer
 from backend.accounts.ratelimit import rate_limit
@@ -235,10 +235,10 @@ async def anonymous_identity(caller: CallerDep, settings: SettingsDep) -> Respon
 @router.get(
     "/me",
     response_model=UserOut,
-    summary="The signed-in user",
-    responses=problem_responses(401),
+    summary="The signed-in user (bearer tokens only: an API key is not the account)",
+    responses=problem_responses(401, 403),
 )
-async def me(user: CurrentUser) -> UserOut:
+async def me(user: TokenUser) -> UserOut:
     return user_out(user)
 
 

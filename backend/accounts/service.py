@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import anyio
 from sqlalchemy import select, update
@@ -181,13 +181,28 @@ async def login(
 
 
 async def issue_pair(
-    session: AsyncSession, settings: Settings, user: User, *, family_id: str | None = None
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    *,
+    family_id: str | None = None,
+    auth_time: datetime | None = None,
 ) -> TokenPair:
-    """A new access + refresh token; a new family unless rotating within one."""
+    """A new access + refresh token; a new family unless rotating within one.
+
+    `auth_time` is when the user signed in (a rotation keeps the family's): it bounds the
+    family's whole life and tells sensitive routes how recently the user proved who they are.
+    """
     family = family_id or new_id()
+    auth_time = auth_time or utcnow()
     access_ttl = timedelta(minutes=settings.access_token_ttl_minutes)
     access = encode_token(
-        settings, subject=user.id, kind="access", family_id=family, ttl=access_ttl
+        settings,
+        subject=user.id,
+        kind="access",
+        family_id=family,
+        ttl=access_ttl,
+        auth_time=auth_time,
     )
     refresh = encode_token(
         settings,
@@ -195,6 +210,7 @@ async def issue_pair(
         kind="refresh",
         family_id=family,
         ttl=timedelta(days=settings.refresh_token_ttl_days),
+        auth_time=auth_time,
     )
     session.add(
         RefreshToken(
@@ -213,8 +229,8 @@ async def issue_pair(
     )
 
 
-async def revoke_family(session: AsyncSession, family_id: str) -> None:
-    credentials_revoked(session)
+async def revoke_family(session: AsyncSession, family_id: str, user_id: str) -> None:
+    credentials_revoked(session, user_id)
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
@@ -243,7 +259,7 @@ async def refresh(
         .values(rotated_at=utcnow())
     )
     if getattr(spent, "rowcount", 0) != 1:
-        await revoke_family(session, row.family_id)
+        await revoke_family(session, row.family_id, row.user_id)
         await record_audit(
             session,
             actor_id=row.user_id,
@@ -262,14 +278,21 @@ async def refresh(
     user = await session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise invalid_token("The account no longer exists or is disabled.")
-    return await issue_pair(session, settings, user, family_id=row.family_id)
+    if utcnow() - claims.auth_time > timedelta(days=settings.refresh_family_max_days):
+        # However often it is refreshed, a sign-in does not live forever.
+        await revoke_family(session, row.family_id, row.user_id)
+        await session.commit()
+        raise invalid_token("This sign-in is too old; sign in again.", "session_expired")
+    return await issue_pair(
+        session, settings, user, family_id=row.family_id, auth_time=claims.auth_time
+    )
 
 
 async def logout(
     session: AsyncSession, *, user: User, family_id: str | None, client_ip: str
 ) -> None:
     if family_id:
-        await revoke_family(session, family_id)
+        await revoke_family(session, family_id, user.id)
     await record_audit(
         session,
         actor_id=user.id,

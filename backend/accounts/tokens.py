@@ -32,6 +32,7 @@ class TokenClaims:
     family_id: str
     token_type: TokenType
     expires_at: datetime
+    auth_time: datetime  # when the user last proved who they are (carried across refreshes)
 
 
 def encode_token(
@@ -42,6 +43,7 @@ def encode_token(
     family_id: str,
     ttl: timedelta,
     now: datetime | None = None,
+    auth_time: datetime | None = None,
 ) -> IssuedToken:
     now = now or utcnow()
     jti = uuid.uuid4().hex
@@ -56,6 +58,7 @@ def encode_token(
         "exp": int(expires_at.timestamp()),
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
+        "auth_time": int((auth_time or now).timestamp()),
     }
     token = jwt.encode(payload, settings.jwt_secret_key, algorithm=ALGORITHM)
     return IssuedToken(token=token, jti=jti, expires_at=expires_at)
@@ -89,6 +92,10 @@ def decode_token(settings: Settings, token: str, *, expected: TokenType) -> Toke
         family_id=str(family),
         token_type=expected,
         expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=utcnow().tzinfo),
+        # Tokens from before the claim existed count from their own issue time.
+        auth_time=datetime.fromtimestamp(
+            int(payload.get("auth_time") or payload["iat"]), tz=utcnow().tzinfo
+        ),
     )
 
 

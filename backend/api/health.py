@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated, Any
 
@@ -18,6 +19,8 @@ from backend.web.problems import problem_response, problem_responses
 from backend.web.state import AppState, app_state
 
 StateDep = Annotated[AppState, Depends(app_state)]
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/health", tags=["health"])
 
@@ -63,7 +66,9 @@ async def ready(request: Request, state: StateDep) -> Readiness | JSONResponse:
         checks["storage"] = {"ok": True, "backend": runtime.storage.name}
     except Exception as exc:  # noqa: BLE001
         ok = False
-        checks["storage"] = {"ok": False, "error": str(exc)}
+        # The class only: the message may name paths, buckets or endpoints (logged instead).
+        logger.warning("storage not ready", exc_info=True)
+        checks["storage"] = {"ok": False, "error": type(exc).__name__}
     models = runtime.registry.state()
     models_ok = runtime.registry.ready()
     checks["models"] = {"ok": models_ok, **models}

@@ -93,7 +93,7 @@ class AuditSpool:
                 await self._start()
 
     async def _start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         recovered = await self.recover()
         if recovered:
             logger.info("audit spool: recovered read events", extra={"events": recovered})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +40,16 @@ def is_sqlite(url: str) -> bool:
 PING_IDLE_S = 2.0
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 in a 0700 folder (SQLite gives its journal and WAL the
+    file's own mode), so patient data never takes a permissive umask."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def create_engine(url: str, *, echo: bool = False, ping_idle_s: float = PING_IDLE_S) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     url = normalise_database_url(url)
@@ -47,7 +58,7 @@ def create_engine(url: str, *, echo: bool = False, ping_idle_s: float = PING_IDL
     if sqlite:
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(database))
         kwargs["connect_args"] = {"timeout": 30}
         # Each aiosqlite connection is a thread plus PRAGMAs to open; a pool large enough for
         # the busy case keeps them (the default 5 + 10 overflow closed and reopened connections

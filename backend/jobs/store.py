@@ -319,6 +319,19 @@ def _is_abandoned(
     return now - heartbeat > stale_after
 
 
+def public_failure(reason: str) -> str:
+    """What the client is told about a failure (status `error`, the result's warning).
+
+    The full reason (worker host:pid, exception text) stays in `jobs.last_error` and the logs:
+    it names machines and internals that are nobody's business outside the service.
+    """
+    if reason.startswith("worker "):
+        return "the analysis was interrupted each time it ran (the worker stopped)"
+    if reason.startswith("the attempt took longer than"):
+        return reason
+    return "an internal error stopped the analysis; it was logged for the operators"
+
+
 async def _fail_for_good(
     session: AsyncSession, job_id: str, analysis_id: str, reason: str, now: datetime
 ) -> None:
@@ -333,7 +346,7 @@ async def _fail_for_good(
         .values(
             status="failed",
             overall_status="FAILED",
-            error=reason[:2000],
+            error=public_failure(reason),
             completed_at=now,
             progress=1.0,
         )

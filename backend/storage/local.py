@@ -11,12 +11,23 @@ from backend.storage.base import StorageError
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
 
 
+def private_dirs(path: Path) -> None:
+    """mkdir -p where every folder created is 0700 (pathlib gives parents the umask's mode)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
 class LocalStorage:
     name = "local"
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Uploads are patient images: 0700 folders and 0600 files, whatever the umask.
+        private_dirs(self.root)
 
     def _path(self, key: str) -> Path:
         if not _KEY.match(key) or ".." in key.split("/"):
@@ -28,9 +39,10 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

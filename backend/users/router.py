@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from backend.accounts.dependencies import CurrentUser, TokenUser, require_scope
+from backend.accounts.dependencies import CurrentUser, RecentUser, require_scope
 from backend.analysis.dependencies import ResultCacheDep, RuntimeDep
 from backend.users import service as users
 from backend.users.schemas import RiskTrendOut, SessionItemOut, SessionsPageOut, TrendPointOut
@@ -65,10 +65,13 @@ async def list_sessions(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete your account with every upload, result and chat",
+    description="Needs a bearer token from a sign-in at most REAUTH_MAX_AGE_MINUTES (10) old "
+    "(a refreshed token keeps its sign-in's age): sign in again first, otherwise 401 "
+    "`reauthentication_required`.",
     responses=problem_responses(401, 403),
 )
 async def delete_me(
-    user: TokenUser,
+    user: RecentUser,
     runtime: RuntimeDep,
     results: ResultCacheDep,
     session: SessionDep,

@@ -336,7 +336,8 @@ async def test_lost_publishes_are_resent_and_a_failing_job_ends_failed_with_reas
     lost = final[submitted[1].job_id]
     assert lost["status"] == "failed"
     assert lost["attempts"] == 2  # retried once (re-sent with backoff), then failed for good
-    assert "does not exist" in (lost["error"] or "")
+    # Said to the client without the storage error's text (it names the object's key).
+    assert lost["error"] and "uploads/" not in lost["error"]
 
 
 @needs_redis
@@ -507,7 +508,8 @@ async def test_takeover_after_the_last_attempt_fails_the_job_with_a_reason(
         assert job is not None
         analysis = await session.scalar(select(Analysis).where(Analysis.id == job.analysis_id))
     assert job.status == "failed" and analysis is not None and analysis.status == "failed"
-    assert "stopped during attempt 3" in (analysis.error or "")
+    assert "stopped during attempt 3" in (job.last_error or "")
+    assert analysis.error and socket.gethostname() not in analysis.error
 
 
 async def test_worker_runtime_runs_jobs_on_its_own_loop_and_fails_hung_attempts(

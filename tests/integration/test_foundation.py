@@ -135,6 +135,7 @@ def test_production_refuses_weak_secrets(tmp_path: Path) -> None:
         data_dir=tmp_path,
         secret_key="k3J9x" * 8,
         jwt_secret_key="Zq81m" * 8,
+        audit_hmac_key="Hw7Pe" * 8,
     )
     assert strong.is_production
 

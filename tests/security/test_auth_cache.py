@@ -123,3 +123,19 @@ async def test_a_revocation_committed_during_verification_is_not_cached_over(
 
         assert await cache.get_or_verify(key, verify_while_revoked) == Identity("u2")
         assert cache.get(key) is None
+
+
+async def test_one_users_revocation_leaves_other_users_cached(app_with: Any) -> None:
+    """A sign-out (or many, e.g. someone logging in and out in a loop) does not send every
+    other signed-in request of the process back to the database."""
+    async with app_with() as app:
+        cache = AuthCache(ttl_s=60)
+        alice, bob = ("token", "alice", "f"), ("token", "bob", "f")
+        cache.put(alice, Identity("alice"))
+        cache.put(bob, Identity("bob"))
+        async with transaction(parts(app).sessionmaker) as session:
+            credentials_revoked(session, "bob")
+            assert cache.get(bob) is None and cache.get(alice) is not None
+            cache.put(bob, Identity("bob"))  # re-verified against the uncommitted state
+        assert cache.get(bob) is None  # dropped again at commit
+        assert cache.get(alice) == Identity("alice")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +25,7 @@ PROD = {
     "environment": "production",
     "secret_key": "k3J9xQ7vL2pR8sT4wY6zA1bC5dE0fG3h",
     "jwt_secret_key": "Zq81mN4bV7cX2zL5kJ8hG1fD3sA6pO9i",
+    "audit_hmac_key": "Hw7PeR2tY5uI8oP1aS4dF7gH0jK3lZ6x",
 }
 
 
@@ -141,6 +144,7 @@ def test_production_refuses_to_start_with_weak_secrets(
             data_dir=tmp_path,
             secret_key=secret_key,
             jwt_secret_key=jwt_secret_key,
+            audit_hmac_key=PROD["audit_hmac_key"],
         )
 
 
@@ -154,3 +158,56 @@ async def test_auth_required_outside_production_when_the_setting_says_so(app_wit
             user = await register_and_login(client)
             r = await client.get("/api/v1/analyze/status/abc", headers=user["headers"])
             assert_problem(r, 404)
+
+
+def test_production_refuses_to_start_without_an_audit_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="AUDIT_HMAC_KEY"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            environment="production",
+            data_dir=tmp_path,
+            secret_key=PROD["secret_key"],
+            jwt_secret_key=PROD["jwt_secret_key"],
+        )
+    with pytest.raises(ConfigError, match="must all differ"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            environment="production",
+            data_dir=tmp_path,
+            secret_key=PROD["secret_key"],
+            jwt_secret_key=PROD["jwt_secret_key"],
+            audit_hmac_key=PROD["secret_key"],
+        )
+
+
+async def test_metrics_are_closed_in_production_without_a_token(app_with) -> None:
+    async with app_with(**PROD) as app, client_for(app, fresh_peer()) as client:
+        r = await client.get("/metrics")
+        assert assert_problem(r, 403)["code"] == "metrics_disabled"
+        assert "medsight_" not in r.text
+    async with app_with(**PROD, metrics_token="m" * 40) as app, client_for(app) as client:
+        assert_problem(await client.get("/metrics"), 401)
+        ok = await client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 40})
+        assert ok.status_code == 200
+
+
+def test_the_secrets_file_is_never_readable_by_others(tmp_path: Path) -> None:
+    import stat
+
+    seen: list[int] = []
+    real_open = os.open
+
+    def spying_open(path: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
+        fd = real_open(path, flags, mode, **kw)
+        if str(path).endswith(".tmp"):
+            seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return fd
+
+    os.open = spying_open  # type: ignore[assignment]
+    try:
+        settings = Settings(_env_file=None, data_dir=tmp_path / "fresh")  # type: ignore[call-arg]
+    finally:
+        os.open = real_open  # type: ignore[assignment]
+    assert settings.secrets_file is not None
+    assert stat.S_IMODE(settings.secrets_file.stat().st_mode) == 0o600
+    assert seen and all(mode & 0o077 == 0 for mode in seen), seen  # 0600 from creation on
