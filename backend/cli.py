@@ -321,6 +321,14 @@ def corpus_build(
     _echo_json(stats)
 
 
+@app.command()
+def sample() -> None:
+    """Print the path of the sample chest X-ray that ships with MedSight (CC BY 4.0)."""
+    from importlib import resources
+
+    typer.echo(str(resources.files("backend.imaging").joinpath("samples", "chest-xray.png")))
+
+
 @models_app.command("prepare")
 def models_prepare(
     corpus: Annotated[bool, typer.Option(help="Also index the default corpus")] = False,

@@ -123,8 +123,11 @@ def cached_int8_encoder(
     key = hashlib.sha256(
         f"{digest}|{prefix}|{torch.__version__}|{onnxruntime.__version__}|int8-pc".encode()
     ).hexdigest()[:24]
+    name = f"{prefix}-{key}.int8.onnx"
+    if (cache_dir / name).is_file():  # built earlier, e.g. at image build into a read-only layer
+        return cache_dir / name
     directory = writable_dir(cache_dir)
-    path = directory / f"{prefix}-{key}.int8.onnx"
+    path = directory / name
     if path.is_file():
         return path
     logger.info("exporting %s to ONNX int8 at %s (first use)", prefix, path)
