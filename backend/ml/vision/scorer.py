@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from backend.ml.onnx_cache import verified
+
 from .backbones import build_backbone
 from .checkpoint import load_calibration, load_checkpoint
 from .fusion import (
@@ -149,7 +151,7 @@ class VisionScorer:
         if self._onnx is not None:
             return
         path = self.onnx_path()
-        if not path.is_file():
+        if not verified(path):  # missing, or no longer the graph that was written
             self.net.cpu()
             export_onnx(self.net, path, self.image_size)
             self.net.to(self.device)
