@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from backend.ml.onnx_cache import record_digest, temp_cache_dir, verified
+
 logger = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -71,7 +73,7 @@ def state_digest(module: Any) -> str:
 
 
 def writable_dir(preferred: Path) -> Path:
-    """``preferred`` when it can be created and written, else a per-user temp directory."""
+    """``preferred`` when it can be created and written, else a private per-user temp folder."""
     try:
         preferred.mkdir(parents=True, exist_ok=True)
         probe = preferred / f".probe-{os.getpid()}"
@@ -79,13 +81,7 @@ def writable_dir(preferred: Path) -> Path:
         probe.unlink()
         return preferred
     except OSError:
-        # A private directory with an unguessable name: a predictable shared /tmp path would let
-        # another local user plant a graph that this process then loads.
-        fallback = Path(tempfile.mkdtemp(prefix="medsight-onnx-"))
-        logger.warning(
-            "%s is not writable; ONNX graphs go to %s for this process", preferred, fallback
-        )
-        return fallback
+        return temp_cache_dir()
 
 
 def last_hidden_state_module(bert: Any) -> Any:
@@ -124,11 +120,11 @@ def cached_int8_encoder(
         f"{digest}|{prefix}|{torch.__version__}|{onnxruntime.__version__}|int8-pc".encode()
     ).hexdigest()[:24]
     name = f"{prefix}-{key}.int8.onnx"
-    if (cache_dir / name).is_file():  # built earlier, e.g. at image build into a read-only layer
+    if verified(cache_dir / name):  # built earlier, e.g. at image build into a read-only layer
         return cache_dir / name
     directory = writable_dir(cache_dir)
     path = directory / name
-    if path.is_file():
+    if verified(path):
         return path
     logger.info("exporting %s to ONNX int8 at %s (first use)", prefix, path)
     fd, fp32 = tempfile.mkstemp(suffix=".onnx", dir=directory)
@@ -152,6 +148,7 @@ def cached_int8_encoder(
         _quantize(Path(fp32), Path(int8))
         os.chmod(int8, 0o644)  # mkstemp creates 0600
         os.replace(int8, path)
+        record_digest(path)
     finally:
         for tmp in (fp32, int8):
             if os.path.exists(tmp):

@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from backend.ml.onnx_cache import record_digest
+
 from .model import OUTPUT_NAMES, ScorerNet
 
 
@@ -61,6 +63,7 @@ def export_onnx(net: ScorerNet, path: Path, image_size: int) -> Path:
             )
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
+        record_digest(path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

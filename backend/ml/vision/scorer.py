@@ -19,6 +19,7 @@ import numpy.typing as npt
 import torch
 
 from backend.config import default_models_dir
+from backend.ml.onnx_cache import verified
 from backend.ml.onnx_text import default_cache_dir
 
 from .backbones import build_backbone
@@ -172,7 +173,7 @@ class VisionScorer:
         if self._onnx is not None:
             return
         path = self.onnx_path()
-        if not path.is_file():
+        if not verified(path):  # missing, or no longer the graph that was written
             self.net.cpu()
             export_onnx(self.net, path, self.image_size)
             self.net.to(self.device)
