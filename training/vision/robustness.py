@@ -2,6 +2,7 @@
 
     python -m training.vision.robustness --data ../shared/data/cxr-dev --split test \
         --out /tmp/robustness.json [--calibration FILE] [--shifts "none,blur sigma 2 px"]
+    python -m training.vision.robustness table /tmp/robustness.json   # the README table
 
 Every image of the split goes through each shift (training/vision/shifts.py, deterministic per
 image), then the real scoring path (`VisionScorer.prepare` / `run_network` / fusion). Reported
@@ -116,5 +117,65 @@ def main() -> None:
         args.out.write_text(json.dumps(report))
 
 
+def markdown_table(report: dict[str, Any], reference: dict[str, Any], seed: int = 0) -> str:
+    """The README table: AUROC, operating point, gate, population check and drift per shift."""
+    from backend.ml.vision.population import outside_population
+    from backend.monitoring.drift import drift_test
+
+    y = np.array(report["label"])
+    rng = np.random.default_rng(seed)
+    lines = [
+        "| shift (TEST, n = 675) | AUROC | COVID | VP | spec. | sens. | X-ray gate | outside "
+        "pop. | drift: 40 normals |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in report["shifts"].items():
+        pi = {k: np.asarray(v) for k, v in row["per_image"].items()}
+        stats = [
+            {"feature_distance": o, "mean_intensity": m, "std_intensity": s}
+            for o, m, s in zip(pi["ood"], pi["mean"], pi["std"], strict=True)
+        ]
+        outside = np.mean([bool(outside_population(st, reference)) for st in stats])
+        normals = np.where(y == 0)[0]
+        statuses = []
+        for _ in range(50):
+            take = rng.choice(normals, 40, replace=False)
+            window = {
+                "score": pi["score"][take],
+                "feature_distance": pi["ood"][take],
+                "mean_intensity": pi["mean"][take],
+                "std_intensity": pi["std"][take],
+            }
+            statuses.append(drift_test(window, reference["features"]).status)
+        flagged = sum(s != "ok" for s in statuses) / len(statuses)
+        lines.append(
+            f"| {name} | {row['auroc']:.3f} | {row['auroc_covid']:.3f} | {row['auroc_vp']:.3f} "
+            f"| {row['specificity']:.2f} | {row['sensitivity']:.2f} "
+            f"| {100 * row['accepted_as_xray']:.0f}% | {100 * outside:.0f}% "
+            f"| {100 * flagged:.0f}% flagged |"
+        )
+    return "\n".join(lines)
+
+
+def table_main() -> None:
+    ap = argparse.ArgumentParser(description="Print the README table from a robustness JSON.")
+    ap.add_argument("report", type=Path)
+    ap.add_argument("--reference", type=Path, default=None)
+    args = ap.parse_args()
+    from backend.ml.vision.population import load_reference
+    from backend.ml.vision.scorer import DEFAULT_MODEL_DIR
+
+    ref_dir = args.reference.parent if args.reference else DEFAULT_MODEL_DIR
+    reference = load_reference(ref_dir)
+    assert reference is not None  # noqa: S101 - the shipped model has one
+    print(markdown_table(json.loads(args.report.read_text()), reference))  # noqa: T201
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "table":
+        sys.argv.pop(1)
+        table_main()
+    else:
+        main()
