@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import logging
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ class LocalLLM:
         usage: dict[str, Any],
     ) -> Iterator[str]:
         n = 0
+        started = time.perf_counter()
+        first: float | None = None
         for chunk in self.model.create_chat_completion(
             messages=messages, max_tokens=max_tokens, temperature=0.2, stream=True
         ):
@@ -87,8 +90,15 @@ class LocalLLM:
             text = chunk["choices"][0].get("delta", {}).get("content")
             if text:
                 n += 1
+                if first is None:
+                    first = time.perf_counter()
                 yield str(text)
         usage["completion_chunks"] = n
+        if first is not None:
+            # The model's own pace (prompt evaluation, then tokens), before any grounding.
+            usage["model_first_token_ms"] = round((first - started) * 1000, 1)
+            spent = time.perf_counter() - first
+            usage["tokens_per_s"] = round((n - 1) / spent, 1) if n > 1 and spent > 0 else None
 
     def _stream_transformers(
         self,
