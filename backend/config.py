@@ -264,6 +264,7 @@ class Settings(BaseSettings):
     # Tier 2 of the chat (a local model; SmolLM2 from the default install). Off: Gemini, then
     # templates only (e.g. for a load test of the API rather than of the model).
     chat_local_tier: bool = True
+    local_llm_threads: int = Field(default=1, ge=1, le=64)
 
     # --- drift monitoring (docs/monitoring.md) ------------------------------------------
     # The last DRIFT_WINDOW scored analyses (per reference: the shipped one or a site

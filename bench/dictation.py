@@ -72,8 +72,27 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     chosen = [SENTENCES[i] for i in indices][: args.limit or None]
     rng = np.random.default_rng(0)
     rows: list[dict[str, object]] = []
+    stream = args.out.with_suffix(".rows.jsonl").open("w", encoding="utf-8") if args.out else None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        # CPU seconds for a 10 s clip, prompt on (the slower path).
+        long_text = " ".join(s for s, _ in SENTENCES[1:8:2])
+        clip, sr = say(long_text, "en-us", 175, folder)
+        clip = clip[: sr * 10]
+        data = wav_bytes(clip, sr)
+        prompted.transcribe(data)
+        cpu: list[float] = []
+        wall: list[float] = []
+        for _ in range(args.runs):
+            c0, w0 = time.process_time(), time.perf_counter()
+            prompted.transcribe(data)
+            cpu.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - w0)
+        print(
+            f"10 s clip, prompt on: wall p50 {statistics.median(wall):.3f} s, CPU p50 "
+            f"{statistics.median(cpu):.3f} s, load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         for n, (sentence, terms) in enumerate(chosen, 1):
             print(f"{n}/{len(chosen)} {time.strftime('%H:%M:%S')}", flush=True)
             for voice, rate in VOICES:
@@ -94,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     for variant, hyp in hyps.items():
                         found, total = term_recall(terms, hyp)
                         rows.append(
-                            {
+                            row := {
                                 "variant": variant,
                                 "condition": condition,
                                 "voice": f"{voice}@{rate}",
@@ -105,20 +124,19 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                                 "hyp": hyp,
                             }
                         )
-        # CPU seconds for a 10 s clip, prompt on (the slower path).
-        long_text = " ".join(s for s, _ in SENTENCES[1:8:2])
-        clip, sr = say(long_text, "en-us", 175, folder)
-        clip = clip[: sr * 10]
-        data = wav_bytes(clip, sr)
-        prompted.transcribe(data)
-        cpu: list[float] = []
-        wall: list[float] = []
-        for _ in range(args.runs):
-            c0, w0 = time.process_time(), time.perf_counter()
-            prompted.transcribe(data)
-            cpu.append(time.process_time() - c0)
-            wall.append(time.perf_counter() - w0)
-    summary: dict[str, object] = {}
+                        if stream is not None:
+                            stream.write(json.dumps(row) + "\n")
+                            stream.flush()
+    summary = summarize(rows)
+    summary["10s_clip_prompt_wall_p50_s"] = round(statistics.median(wall), 3)
+    summary["10s_clip_prompt_cpu_p50_s"] = round(statistics.median(cpu), 3)
+    summary["load_1min"] = os.getloadavg()[0]
+    return {"summary": summary, "rows": rows}
+
+
+def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
+    """Mean WER and term recall per variant and condition (rows of one or more runs)."""
+    summary: dict[str, object] = {"sentences": len({r["ref"] for r in rows})}
     for variant in ("tiny.en", "prompt", "prompt+correction", "correction"):
         for condition in ("clean", "noisy"):
             sel = [r for r in rows if r["variant"] == variant and r["condition"] == condition]
@@ -129,10 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 "term_recall": round(found / max(1, total), 4),
                 "clips": len(sel),
             }
-    summary["10s_clip_prompt_wall_p50_s"] = round(statistics.median(wall), 3)
-    summary["10s_clip_prompt_cpu_p50_s"] = round(statistics.median(cpu), 3)
-    summary["load_1min"] = os.getloadavg()[0]
-    return {"summary": summary, "rows": rows}
+    return summary
 
 
 def main() -> None:
@@ -141,7 +156,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--summarize", type=Path, default=None, help="rows .jsonl to summarize")
     args = parser.parse_args()
+    if args.summarize:
+        rows = [json.loads(x) for x in args.summarize.read_text(encoding="utf-8").splitlines()]
+        print(json.dumps(summarize(rows), indent=1))
+        return
     result = run(args)
     print(f"# dictation benchmark  {time.strftime('%Y-%m-%d %H:%M')}  half={args.half}")
     print(json.dumps(result["summary"], indent=1))

@@ -163,6 +163,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             background.append(asyncio.create_task(runtime.registry.preload()))
         if settings.corpus_autobuild:
             background.append(asyncio.create_task(state.get(ChatService).build_corpus_if_missing()))
+        if settings.preload_models and settings.chat_local_tier:
+            background.append(asyncio.create_task(state.get(ChatService).warm_local_tier()))
         for task in background:
             task.add_done_callback(_log_background)
         background.append(asyncio.create_task(_freeze_when_settled(list(background))))

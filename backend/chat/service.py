@@ -71,12 +71,22 @@ class ChatService:
                     gemini_timeout_s=settings.gemini_timeout_s,
                     local_llm_path=settings.local_llm_path,
                     local_tier=settings.chat_local_tier,
+                    local_llm_threads=settings.local_llm_threads,
                     limiter=self.limiter,
                 )
                 settle_heap()  # the engine's objects live as long as the process
             if self._engine.retriever is None:
                 await self._attach_retriever(self._engine)
             return self._engine
+
+    async def warm_local_tier(self) -> None:
+        """Load the local model at start-up so the first answer does not wait for it."""
+        engine = await self.engine()
+        local = getattr(engine, "local", None)
+        if local is not None and local.available():
+            loaded = await anyio.to_thread.run_sync(local.preload)
+            logger.info("local chat model %s", "ready" if loaded else "unavailable")
+            settle_heap()
 
     async def _attach_retriever(self, engine: ChatEngine) -> None:
         """Open the retriever if the corpus exists (blocking work runs in a thread)."""

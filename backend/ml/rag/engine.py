@@ -69,6 +69,7 @@ class ChatEngine:
         local_llm_path: str | None = None,
         local_llm: LocalLLM | None = None,
         local_tier: bool = True,
+        local_llm_threads: int = 1,
         gemini_first_token_timeout_s: float = 2.0,
         gemini_stall_timeout_s: float = 2.0,
         gemini_api_version: str | None = None,
@@ -102,7 +103,9 @@ class ChatEngine:
             )
             self.generators = [self.gemini]
             if local_tier:
-                self.local = LocalLLMGenerator(local_llm, path=local_llm_path)
+                self.local = LocalLLMGenerator(
+                    local_llm, path=local_llm_path, threads=local_llm_threads
+                )
                 self.generators.append(self.local)
             self.generators.append(self.template)
 

@@ -75,7 +75,12 @@ def pubmed_dir() -> Path:
 @pytest.fixture(scope="session")
 def slice_dir(pubmed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 pulmonary question gold abstracts + 4 others, and 8 MedQuAD lung Q&A pairs."""
-    out = tmp_path_factory.mktemp("pubmed-slice")
+    return make_slice(pubmed_dir, tmp_path_factory.mktemp("pubmed-slice"))
+
+
+def make_slice(pubmed_dir: Path, out: Path) -> Path:
+    """The test corpus slice (also used by bench/local_llm.py) written to `out`."""
+    out.mkdir(parents=True, exist_ok=True)
     questions = _read(pubmed_dir / "questions.jsonl")
     pulmonary = [q for q in questions if q["pulmonary"]][:10]
     others = [q for q in questions if not q["pulmonary"]][:4]

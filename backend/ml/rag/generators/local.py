@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import logging
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ class LocalLLM:
         usage: dict[str, Any],
     ) -> Iterator[str]:
         n = 0
+        started = time.perf_counter()
+        first: float | None = None
         for chunk in self.model.create_chat_completion(
             messages=messages, max_tokens=max_tokens, temperature=0.2, stream=True
         ):
@@ -87,8 +90,15 @@ class LocalLLM:
             text = chunk["choices"][0].get("delta", {}).get("content")
             if text:
                 n += 1
+                if first is None:
+                    first = time.perf_counter()
                 yield str(text)
         usage["completion_chunks"] = n
+        if first is not None:
+            # The model's own pace (prompt evaluation, then tokens), before any grounding.
+            usage["model_first_token_ms"] = round((first - started) * 1000, 1)
+            spent = time.perf_counter() - first
+            usage["tokens_per_s"] = round((n - 1) / spent, 1) if n > 1 and spent > 0 else None
 
     def _stream_transformers(
         self,
@@ -140,7 +150,14 @@ class LocalLLM:
             usage["completion_chunks"] = n
 
 
-def load_local_llm(path: str | Path, *, n_threads: int = 2, n_ctx: int = 2048) -> LocalLLM:
+# One thread by default: llama.cpp's threads spin at a barrier every token, so on two busy cores
+# two threads ran at 0.3 tokens/s where one ran at 6 (and the API keeps the other core).
+DEFAULT_THREADS = 1
+
+
+def load_local_llm(
+    path: str | Path, *, n_threads: int = DEFAULT_THREADS, n_ctx: int = 2048
+) -> LocalLLM:
     """Load a GGUF file with llama.cpp, or a transformers causal-LM folder (offline only)."""
     p = Path(path)
     if p.suffix == ".gguf":
@@ -149,6 +166,8 @@ def load_local_llm(path: str | Path, *, n_threads: int = 2, n_ctx: int = 2048) -
         except ImportError as exc:
             raise GeneratorError("llama-cpp-python is not installed (the `llm` extra)") from exc
         model = Llama(model_path=str(p), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        # The first evaluation prepares the weights (seconds): do it here, not in a user's answer.
+        model.create_completion("Hello", max_tokens=1)
         return LocalLLM("llama_cpp", model, name=p.name)
     if p.is_dir():
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -172,13 +191,16 @@ class LocalLLMGenerator:
         path: str | None = None,
         max_tokens: int = 256,
         first_token_timeout_s: float = 20.0,
-        loader: Callable[[str | Path], LocalLLM] = load_local_llm,
+        loader: Callable[[str | Path], LocalLLM] | None = None,
         grounded: bool = True,
+        threads: int = DEFAULT_THREADS,
+        load_timeout_s: float = 120.0,
     ) -> None:
+        self.load_timeout_s = load_timeout_s
         self.grounded = grounded
         self._llm = llm
         self._path = None if llm is not None else resolve_local_llm_path(path)
-        self._loader = loader
+        self._loader = loader or (lambda p: load_local_llm(p, n_threads=threads))
         self._load_lock = threading.Lock()
         self._failed: str | None = None
         self.max_tokens = max_tokens
@@ -186,6 +208,16 @@ class LocalLLMGenerator:
 
     def available(self) -> bool:
         return self._failed is None and (self._llm is not None or self._path is not None)
+
+    def preload(self) -> bool:
+        """Load (and warm) the model now, e.g. at start-up; False when it cannot be loaded."""
+        if not self.available():
+            return False
+        try:
+            self._ensure_loaded()
+        except GeneratorError:
+            return False
+        return True
 
     def _ensure_loaded(self) -> LocalLLM:
         with self._load_lock:
@@ -250,6 +282,7 @@ class LocalLLMGenerator:
         def produce() -> None:
             try:
                 llm = self._ensure_loaded()
+                loop.call_soon_threadsafe(queue.put_nowait, ("loaded", None))
                 with llm.lock:
                     for text in llm.stream(messages, self.max_tokens, stop, usage):
                         if stop.is_set():
@@ -262,16 +295,26 @@ class LocalLLMGenerator:
 
         worker = threading.Thread(target=produce, name="local-llm", daemon=True)
         worker.start()
-        got_any = False
+        got_any = loaded = False
         try:
             while True:
-                timeout = None if got_any else self.first_token_timeout_s
+                # Loading (and warming) the model has its own, longer budget; it normally
+                # happens at start-up (ChatService.warm_local_tier).
+                timeout = (
+                    self.load_timeout_s
+                    if not loaded
+                    else None
+                    if got_any
+                    else self.first_token_timeout_s
+                )
                 try:
                     async with asyncio.timeout(timeout):
                         kind, value = await queue.get()
                 except TimeoutError as exc:
                     raise GeneratorError("local model produced nothing in time") from exc
-                if kind == "text":
+                if kind == "loaded":
+                    loaded = True
+                elif kind == "text":
                     got_any = True
                     yield str(value)
                 elif kind == "error":
