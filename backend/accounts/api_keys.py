@@ -101,7 +101,7 @@ async def revoke_key(
         raise NotFoundError(f"No API key {key_id}.", code="api_key_not_found")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-        credentials_revoked(session)
+        credentials_revoked(session, user.id)
         await session.flush()
         await record_audit(
             session,

@@ -27,7 +27,7 @@ from backend.analysis.result_cache import ResultCache
 from backend.analysis.router import ANALYSIS_EVENTS
 from backend.analysis.runtime import AnalysisRuntime, build_runtime
 from backend.api import health, metrics
-from backend.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from backend.api.middleware import BodySizeLimitMiddleware, RequestMiddleware
 from backend.api.openapi import install_openapi, operation_id
 from backend.audit.spool import AuditSpool
 from backend.chat import router as chat_router
@@ -210,9 +210,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     if settings.trusted_hosts and settings.trusted_hosts != ["*"]:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
-    app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
-    # Last, so its middleware is outermost and sees every request (413s included).
+    # Last, so it is outermost: every request (413s included) has an id, headers, a metric
+    # and an access log line.
     app_metrics = install_metrics(app)
+    app.add_middleware(
+        RequestMiddleware, settings=settings, metrics=app_metrics, hsts=settings.is_production
+    )
     return app
 
 

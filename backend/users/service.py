@@ -90,7 +90,7 @@ async def erase_user(
     session: AsyncSession, storage: ObjectStorage, user: User, *, client_ip: str
 ) -> int:
     """Delete the user's uploads, results, chats, keys and tokens, then the user (flushed)."""
-    credentials_revoked(session)
+    credentials_revoked(session, user.id)
     analyses = (
         await session.execute(select(Analysis.id, Analysis.image_key).where(_mine(user)))
     ).all()
