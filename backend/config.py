@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, validation_alias="PORT")
     log_level: str = "INFO"
     log_json: bool = True
+    # Access log: every request up to this many per second, then one in
+    # ACCESS_LOG_SAMPLE_EVERY successful ones (4xx/5xx and slow requests are always logged).
+    access_log_full_per_s: int = Field(default=50, ge=0)
+    access_log_sample_every: int = Field(default=100, ge=1)
+    access_log_slow_ms: float = Field(default=1000.0, ge=0)
     data_dir: Path = Field(default_factory=default_data_dir)
     secrets_file: Path | None = None
 

@@ -1,10 +1,18 @@
-"""Structured JSON logging with the current request id attached to every line."""
+"""Structured JSON logging with the current request id attached to every line.
+
+Records are handed to a queue and formatted and written by a listener thread, so a request
+never waits for stderr (a slow pipe or a full disk) and the event loop never spends its time
+encoding log lines.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 import time
 from typing import Any
@@ -27,7 +35,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        rid = request_id_var.get()
+        rid = _record_request_id(record)
         if rid:
             payload["request_id"] = rid
         for key, value in record.__dict__.items():
@@ -38,27 +46,68 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+def _record_request_id(record: logging.LogRecord) -> str | None:
+    """The request id captured when the record was queued, else the current one."""
+    if hasattr(record, "_request_id"):
+        return record._request_id  # type: ignore[no-any-return]
+    return request_id_var.get()
+
+
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        record.request_id = _record_request_id(record)
         return True
 
 
+class _QueueHandler(logging.handlers.QueueHandler):
+    """Queue the record as it is, with what the listener cannot know: the request id.
+
+    The stock `prepare` formats the record in the caller's thread (the work this handler exists
+    to move off the event loop) and drops `exc_info`, which the JSON formatter renders itself.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record._request_id = request_id_var.get()
+        record.msg = record.getMessage()  # the arguments may change once the caller goes on
+        record.args = None
+        return record
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def _stop_listener() -> None:
+    """Write what is queued and stop the listener thread (at reconfiguration and at exit)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
+atexit.register(_stop_listener)
+
+
 def configure_logging(level: str = "INFO", *, json_logs: bool = True) -> None:
-    """Install one stderr handler on the root logger (idempotent)."""
+    """Install one queued stderr handler on the root logger (idempotent)."""
+    global _listener
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_medsight", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._medsight = True  # type: ignore[attr-defined]
+    _stop_listener()
+    stream = logging.StreamHandler(sys.stderr)
     if json_logs:
-        handler.setFormatter(JsonFormatter())
+        stream.setFormatter(JsonFormatter())
     else:
-        handler.addFilter(_RequestIdFilter())
-        handler.setFormatter(
+        stream.addFilter(_RequestIdFilter())
+        stream.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = _QueueHandler(records)
+    handler._medsight = True  # type: ignore[attr-defined]
+    _listener = logging.handlers.QueueListener(records, stream, respect_handler_level=True)
+    _listener.start()
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "httpx", "chromadb", "urllib3"):

@@ -11,7 +11,11 @@ made by wrk (Debian: `apt-get install wrk`):
 
 MedSight runs as in production (AUTH_REQUIRED=true, bearer token, INFO logs, audited reads),
 on SQLite by default (--database-url for PostgreSQL). Each load runs --rounds times,
-interleaved, and the medians are reported with their ratio to hello-world.
+interleaved, and the medians are reported with their ratio to hello-world. Beside each load's
+requests per second, the server process's CPU time per request (all its threads, from /proc):
+on a machine shared with other work the req/s ratios move with whoever else runs, while
+hello-world's CPU per request over a load's ("x hello cpu") says what the ratio would be if
+the server had the cores to itself.
 
     .venv/bin/python -m bench.capacity                 # 2 rounds x 10 s per load
     .venv/bin/python -m bench.capacity --duration 15 --rounds 3 --json out.json
@@ -51,6 +55,7 @@ class Load:
     p99_ms: float
     requests: int
     errors: int  # non-2xx/3xx answers plus socket errors
+    server_cpu_ms: float | None = None  # the server process's CPU (all threads) per request
 
 
 def _ms(text: str) -> float:
@@ -58,6 +63,12 @@ def _ms(text: str) -> float:
     if match is None:
         raise ValueError(f"unexpected wrk latency {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(
@@ -68,8 +79,9 @@ def wrk(
     connections: int,
     threads: int,
     headers: dict[str, str] | None = None,
+    server_pid: int | None = None,
 ) -> Load:
-    """One wrk run (--latency) parsed into a Load."""
+    """One wrk run (--latency) parsed into a Load (with the server's CPU per request)."""
     command = [
         "wrk",
         f"-t{threads}",
@@ -81,9 +93,11 @@ def wrk(
     ]
     for key, value in (headers or {}).items():
         command += ["-H", f"{key}: {value}"]
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     out = subprocess.run(
         [*command, url], capture_output=True, text=True, check=True, timeout=duration + 60
     ).stdout
+    cpu = cpu_seconds(server_pid) - cpu_before if server_pid else None
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -95,12 +109,16 @@ def wrk(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
     ):
         errors += sum(int(x) for x in found.groups())
-    return Load(name, rps, p50, p99, total, errors)
+    per_request = round(cpu * 1000 / total, 4) if cpu is not None and total else None
+    return Load(name, rps, p50, p99, total, errors, per_request)
 
 
 @contextmanager
-def serve(target: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    """`target` (an ASGI import path) under uvicorn with MedSight's server options."""
+def serve(target: str, env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
+    """`target` (an ASGI import path) under uvicorn with MedSight's server options.
+
+    Yields its URL and process id.
+    """
     sys.path.insert(0, str(REPO))
     from tests.e2e.server import free_port
 
@@ -133,7 +151,7 @@ def serve(target: str, env: dict[str, str], log: Path) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        yield url
+        yield url, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -195,10 +213,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         )
         opts = {"duration": args.duration, "connections": args.connections, "threads": 2}
         for _ in range(args.rounds):
-            with serve("bench.hello_app:app", env, data_dir / "hello.log") as url:
+            with serve("bench.hello_app:app", env, data_dir / "hello.log") as (url, pid):
                 wrk("warm-up", url + "/", **{**opts, "duration": 2})
-                loads.setdefault("hello-world", []).append(wrk("hello-world", url + "/", **opts))
-            with serve("backend.main:app", env, data_dir / "medsight.log") as url:
+                loads.setdefault("hello-world", []).append(
+                    wrk("hello-world", url + "/", server_pid=pid, **opts)
+                )
+            with serve("backend.main:app", env, data_dir / "medsight.log") as (url, pid):
                 token, session_id = finished_result(url)
                 auth = {"Authorization": f"Bearer {token}"}
                 result = f"{url}/api/v1/analyze/result/{session_id}"
@@ -209,18 +229,26 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     ("result (inline)", result, auth),
                 )
                 for name, target, headers in runs:
-                    loads.setdefault(name, []).append(wrk(name, target, headers=headers, **opts))
+                    loads.setdefault(name, []).append(
+                        wrk(name, target, headers=headers, server_pid=pid, **opts)
+                    )
         if args.server_log:
             shutil.copyfile(data_dir / "medsight.log", args.server_log)
     ceiling = statistics.median(load.rps for load in loads["hello-world"])
+    ceiling_cpu = _median_cpu(loads["hello-world"])
     rows = []
     for name, runs in loads.items():
         rps = statistics.median(load.rps for load in runs)
+        cpu = _median_cpu(runs)
         rows.append(
             {
                 "name": name,
                 "rps": round(rps, 1),
                 "ratio": round(rps / ceiling, 3),
+                "server_cpu_ms": cpu,
+                # What the ratio would be if the server alone had the CPU: hello-world's CPU
+                # per request over this load's (robust to the machine being shared).
+                "cpu_ratio": round(ceiling_cpu / cpu, 3) if cpu and ceiling_cpu else None,
                 "p50_ms": round(statistics.median(load.p50_ms for load in runs), 2),
                 "p99_ms": round(statistics.median(load.p99_ms for load in runs), 2),
                 "errors": sum(load.errors for load in runs),
@@ -239,6 +267,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _median_cpu(runs: list[Load]) -> float | None:
+    values = [load.server_cpu_ms for load in runs if load.server_cpu_ms is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="Seconds per load")
@@ -252,11 +285,17 @@ def main() -> int:
         print("wrk is needed: apt-get install wrk")
         return 2
     report = run(args)
-    print(f"{'load':<22}{'req/s':>10}{'x hello':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(
+        f"{'load':<22}{'req/s':>10}{'x hello':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'cpu ms/req':>12}{'x hello cpu':>13}"
+    )
     for row in report["rows"]:  # type: ignore[attr-defined]
+        cpu, cpu_ratio = row["server_cpu_ms"], row["cpu_ratio"]
         print(
             f"{row['name']:<22}{row['rps']:>10.1f}{row['ratio']:>9.3f}"
             f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}"
+            f"{cpu if cpu is not None else float('nan'):>12.3f}"
+            f"{cpu_ratio if cpu_ratio is not None else float('nan'):>13.3f}"
         )
     print(f"load average {report['load_average']}, {report['machine']}")
     if args.json:

@@ -4,34 +4,42 @@ Verifying an access token costs two queries (the user is active, the token's sig
 not revoked) and an API key two more (the key, its user): ≈ 2–3 ms of the event loop per
 request, which more than doubled a cached result read (1.3 → 3.4 ms) and, under the 200
 connection load test, queued requests for seconds. A credential verified here is trusted for
-`AUTH_CACHE_TTL_S` (5 s) without asking again.
+`AUTH_CACHE_TTL_S` (5 s) without asking again. Concurrent requests with the same credential
+that find no entry wait for one verification instead of each running their own (at 200
+connections every entry's expiry otherwise sent a burst of identical queries).
+
+A bearer token's signature is checked once per token string: its decoded claims are kept until
+the token expires (decoding is a pure function of the token and the process's key; the database
+checks above are what revocation needs, and they keep their TTL).
 
 What that costs: a revocation made by *another* process (a logout, a revoked API key, an erased
 account on another replica) takes effect here within the TTL. Revocations made in this process
 take effect at once: every revoking transaction calls `credentials_revoked(session, user_id)`,
-which drops that user's entries in every cache of the process when it is called and again when
-the transaction commits (so an entry re-verified in between, against the not yet committed
-state, is dropped too). Other users' entries stay: one sign-out does not send every signed-in
-request of the process to the database. Without a user id, every entry is dropped.
+which drops that user's entries (every entry when no user is named) when it is called and again
+when that transaction commits (so an entry re-verified in between, against the not yet
+committed state, is dropped too).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-_generation = 0  # bumped by a process-wide revocation; older entries are stale
+if TYPE_CHECKING:
+    from backend.accounts.tokens import TokenClaims
+
+_generation = 0  # bumped by every revocation of every credential; older entries are stale
+_user_generation: dict[str, int] = {}  # bumped by a revocation of one user's credentials
+_revocations = 0  # bumped by every revocation, whoever's (verifications racing one)
 _REVOKED = "medsight_credentials_revoked"
-_REVOKED_USERS = "medsight_credentials_revoked_users"
-_clock = 0  # a revocation counter; an entry stamped before a user's last revocation is stale
-_user_revoked_at: dict[str, int] = {}
-_MAX_TRACKED_USERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -52,15 +60,17 @@ class AuthCache:
         self._entries: OrderedDict[tuple[str, ...], tuple[Identity, float, int, int]] = (
             OrderedDict()
         )
+        self._inflight: dict[tuple[str, ...], asyncio.Future[Identity]] = {}
+        self._claims: OrderedDict[str, tuple[TokenClaims, float]] = OrderedDict()
 
     def get(self, key: tuple[str, ...]) -> Identity | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        identity, expires, generation, stamp = entry
+        identity, expires, generation, user_generation = entry
         if (
             generation != _generation
-            or _user_revoked_at.get(identity.user_id, -1) >= stamp
+            or user_generation != _user_generation.get(identity.user_id, 0)
             or time.monotonic() >= expires
         ):
             del self._entries[key]
@@ -70,66 +80,95 @@ class AuthCache:
     async def get_or_verify(
         self, key: tuple[str, ...], verify: Callable[[], Awaitable[Identity]]
     ) -> Identity:
-        """The cached identity, or verify() now (its 401 propagates) and remember the result."""
+        """The cached identity, or verify() now (its 401 propagates) and remember the result.
+
+        While one request verifies a credential, others presenting it wait for that answer.
+        """
         identity = self.get(key)
-        if identity is None:
-            # A revocation committed while verify() reads the database must still win: the
-            # entry is stamped with the generation and clock from before the read.
-            generation, stamp = _generation, _clock
+        if identity is not None:
+            return identity
+        while (pending := self._inflight.get(key)) is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request was cancelled
+                # The verifying request was cancelled (its client left): verify again.
+        pending = asyncio.get_running_loop().create_future()
+        pending.add_done_callback(_retrieve)
+        self._inflight[key] = pending
+        # A revocation committed while verify() reads the database must still win: nothing
+        # is stored when any revocation happened meanwhile.
+        revocations, generation = _revocations, _generation
+        try:
             identity = await verify()
-            self.put(key, identity, generation=generation, stamp=stamp)
+        except asyncio.CancelledError:
+            pending.cancel()
+            raise
+        except BaseException as exc:
+            pending.set_exception(exc)
+            raise
+        finally:
+            del self._inflight[key]
+        if not pending.done():
+            pending.set_result(identity)
+        if revocations == _revocations:
+            self.put(key, identity, generation=generation)
         return identity
 
     def put(
-        self,
-        key: tuple[str, ...],
-        identity: Identity,
-        *,
-        generation: int | None = None,
-        stamp: int | None = None,
+        self, key: tuple[str, ...], identity: Identity, *, generation: int | None = None
     ) -> None:
         if self.ttl_s <= 0:
             return
-        self._entries[key] = (
-            identity,
-            time.monotonic() + self.ttl_s,
-            _generation if generation is None else generation,
-            _clock if stamp is None else stamp,
-        )
+        stamp = _generation if generation is None else generation
+        user_stamp = _user_generation.get(identity.user_id, 0)
+        self._entries[key] = (identity, time.monotonic() + self.ttl_s, stamp, user_stamp)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    def claims(self, token: str, decode: Callable[[], TokenClaims]) -> TokenClaims:
+        """A bearer token's verified claims: decode() once per token, kept until it expires."""
+        entry = self._claims.get(token)
+        if entry is not None:
+            if time.time() < entry[1]:
+                return entry[0]
+            del self._claims[token]  # expired: decode() says so, with its own leeway
+        claims = decode()
+        if self.ttl_s > 0:
+            self._claims[token] = (claims, claims.expires_at.timestamp())
+            while len(self._claims) > self.max_entries:
+                self._claims.popitem(last=False)
+        return claims
 
-def _revoke(user_ids: set[str] | None) -> None:
-    global _generation, _clock
-    if user_ids is None or len(_user_revoked_at) > _MAX_TRACKED_USERS:
-        _generation += 1
-        _user_revoked_at.clear()
-        return
-    _clock += 1
-    for user_id in user_ids:
-        _user_revoked_at[user_id] = _clock
+
+def _retrieve(future: asyncio.Future[Identity]) -> None:
+    # A verification nobody else waited for must not log "exception was never retrieved".
+    if not future.cancelled():
+        future.exception()
 
 
 def credentials_revoked(session: AsyncSession, user_id: str | None = None) -> None:
     """Call inside any transaction that revokes a credential or disables an account.
 
-    `user_id`: whose credentials; None drops every cached credential of the process.
+    With `user_id`, only that user's cached credentials are dropped; without, everyone's.
     """
-    info = session.sync_session.info
+    _revoke(user_id)
+    pending: set[str | None] = session.sync_session.info.setdefault(_REVOKED, set())
+    pending.add(user_id)
+
+
+def _revoke(user_id: str | None) -> None:
+    global _generation, _revocations
+    _revocations += 1
     if user_id is None:
-        _revoke(None)
-        info[_REVOKED] = True
-        return
-    _revoke({user_id})
-    info.setdefault(_REVOKED_USERS, set()).add(user_id)
+        _generation += 1
+    else:
+        _user_generation[user_id] = _user_generation.get(user_id, 0) + 1
 
 
 @event.listens_for(Session, "after_commit")
 def _revoked_on_commit(session: Session) -> None:
-    if session.info.pop(_REVOKED, False):
-        _revoke(None)
-    users = session.info.pop(_REVOKED_USERS, None)
-    if users:
-        _revoke(set(users))
+    for user_id in session.info.pop(_REVOKED, ()):
+        _revoke(user_id)

@@ -118,7 +118,7 @@ async def resolve_caller(
             api_key_id=identity.api_key_id,
         )
     if bearer:
-        claims = decode_token(settings, bearer, expected="access")
+        claims = cache.claims(bearer, lambda: decode_token(settings, bearer, expected="access"))
 
         async def verify_token() -> Identity:
             return Identity((await verify_access(session, claims)).id)

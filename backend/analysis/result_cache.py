@@ -33,6 +33,8 @@ class CachedBody:
     owner_key: str = ""
     version: tuple[str, str] = ("", "")  # (status, completed_at) of the row it was built from
     checked_at: float = field(default_factory=time.monotonic)
+    # The HTTP layer's headers for this body, encoded on first use (immutable like the body).
+    raw_headers: list[tuple[bytes, bytes]] | None = None
 
 
 def variant_key(analysis_id: str, variant: str | None) -> str:

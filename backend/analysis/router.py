@@ -32,6 +32,7 @@ from backend.web.deps import ClientIP, SessionDep
 from backend.web.docs import etag_responses, location_response
 from backend.web.etags import not_modified
 from backend.web.problems import problem_responses
+from backend.web.responses import EncodedResponse, encode_headers
 from backend.web.sse import HEADERS, HEARTBEAT, sse_event, sse_response_doc
 from backend.web.uploads import read_limited
 
@@ -251,7 +252,9 @@ async def get_result(
     headers = {"ETag": cached.etag, "Cache-Control": "private, no-cache"}
     if not_modified(request.headers.get("if-none-match"), cached.etag):
         return Response(status_code=304, headers=headers)
-    return Response(content=cached.body, media_type="application/json", headers=headers)
+    if cached.raw_headers is None:
+        cached.raw_headers = encode_headers(cached.body, "application/json", headers)
+    return EncodedResponse(cached.body, cached.raw_headers)
 
 
 @router.get(

@@ -31,7 +31,7 @@ from backend.analysis.router import ANALYSIS_EVENTS
 from backend.analysis.runtime import AnalysisRuntime, build_runtime
 from backend.api import health, metrics
 from backend.api.docs import install_docs
-from backend.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from backend.api.middleware import BodySizeLimitMiddleware, RequestMiddleware
 from backend.api.openapi import install_openapi, operation_id
 from backend.audit.service import configure_chain_key
 from backend.audit.spool import AuditSpool
@@ -245,13 +245,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     if settings.trusted_hosts and settings.trusted_hosts != ["*"]:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
-    app.add_middleware(
-        RequestContextMiddleware,
-        hsts=settings.is_production,
-        frame_ancestors=settings.frame_ancestors or "'none'",
-    )
-    # Last, so its middleware is outermost and sees every request (413s included).
+    # Last, so it is outermost: every request (413s included) has an id, headers, a metric
+    # and an access log line.
     app_metrics = install_metrics(app)
+    app.add_middleware(
+        RequestMiddleware, settings=settings, metrics=app_metrics, hsts=settings.is_production
+    )
     return app
 
 

@@ -1,88 +1,149 @@
-"""Pure ASGI middleware: request ids, access logs, body size limit, security headers."""
+"""Pure ASGI middleware: one pass per request for its id, headers, metrics and access log.
+
+`RequestMiddleware` is the outermost layer and the only one every request crosses: a single
+`send` wrapper sets the request id and the security headers, times the request for the latency
+histogram and writes the access log line. (Four layers had each wrapped `send` and copied the
+scope; the request id, headers, metric and log line are the same.) `BodySizeLimitMiddleware`
+runs inside it, so a 413 has a request id and is counted.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.logs import request_id_var
+from backend.observability import Metrics
+from backend.observability.middleware import route_template
+from backend.web.security_headers import security_headers
 
 logger = logging.getLogger("medsight.access")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(self), geolocation=()",
-}
-# Swagger UI needs its inline script and CDN-free assets; API responses need nothing.
-_API_CSP = "default-src 'none'; frame-ancestors {ancestors}"
+_DOCS = ("/docs", "/redoc")  # Swagger UI and ReDoc need their inline script: no API CSP
 
 
-class RequestContextMiddleware:
-    """Give every request an id (echoed as X-Request-ID), log it, and add security headers."""
+class AccessLog:
+    """Which requests get an access log line: all of them up to `full_per_s` a second, then one
+    successful request in `sample_every` (its line carries `sample_every`, so counts scale
+    back); a 4xx/5xx answer or a request slower than `slow_ms` is always logged.
+
+    Exact request counts and latencies are the metrics' job (`/metrics` counts every request).
+    """
 
     def __init__(
-        self, app: ASGIApp, *, hsts: bool = False, frame_ancestors: str = "'none'"
+        self,
+        *,
+        full_per_s: int,
+        sample_every: int,
+        slow_ms: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self.full_per_s = full_per_s
+        self.sample_every = max(1, sample_every)
+        self.slow_ms = slow_ms
+        self._second = 0
+        self._in_second = 0
+        self._lock = threading.Lock()  # an app may be served from several threads (tests)
+
+    def sample(self, status: int, elapsed_ms: float) -> int | None:
+        """None: no line; else the line's sampling factor (1: every such request is logged)."""
+        if status >= 400 or elapsed_ms >= self.slow_ms:
+            return 1
+        second = int(self.clock())
+        with self._lock:
+            if second != self._second:
+                self._second, self._in_second = second, 0
+            self._in_second += 1
+            count = self._in_second
+        if count <= self.full_per_s:
+            return 1
+        return self.sample_every if count % self.sample_every == 0 else None
+
+
+class RequestMiddleware:
+    """Give every request an id (echoed as X-Request-ID), security headers, a latency metric
+    labelled by route template, and an access log line (sampled at high rates)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Any,
+        metrics: Metrics | None = None,
+        hsts: bool = False,
     ) -> None:
         self.app = app
-        self.hsts = hsts
-        # FRAME_ANCESTORS (huggingface.co on Spaces); X-Frame-Options cannot name an origin, so
-        # it is sent only when no one may frame the pages.
-        self.csp = _API_CSP.format(ancestors=frame_ancestors)
-        self.frame_deny = frame_ancestors.strip() == "'none'"
+        self.metrics = metrics
+        self.headers = security_headers(settings, hsts=hsts)
+        self.docs_headers = security_headers(settings, hsts=hsts, csp=False)
+        self.access = AccessLog(
+            full_per_s=settings.access_log_full_per_s,
+            sample_every=settings.access_log_sample_every,
+            slow_ms=settings.access_log_slow_ms,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = ""
-        for name, value in scope.get("headers", []):
+        started = time.perf_counter()
+        request_id = ""
+        for name, value in scope["headers"]:
             if name == b"x-request-id":
-                incoming = value.decode("latin-1")
+                request_id = value.decode("latin-1")
                 break
-        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        if not _SAFE_REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
-        started = time.perf_counter()
-        status_holder = {"status": 500}
-        path = scope.get("path", "")
+        path: str = scope["path"]
+        extra = self.docs_headers if path.startswith(_DOCS) else self.headers
+        rid_header = (b"x-request-id", request_id.encode("latin-1"))
+        status = 500
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = request_id
-                for key, value in SECURITY_HEADERS.items():
-                    if key != "X-Frame-Options" or self.frame_deny:
-                        headers.setdefault(key, value)
-                if not path.startswith(("/docs", "/redoc")):
-                    headers.setdefault("Content-Security-Policy", self.csp)
-                if self.hsts:
-                    headers.setdefault("Strict-Transport-Security", "max-age=63072000")
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.append(rid_header)
+                headers.extend(pair for pair in extra if pair[0] not in present)
+                message["headers"] = headers
             await send(message)
 
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.http_in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            logger.info(
-                "request",
-                extra={
-                    "method": scope.get("method"),
-                    "path": path,
-                    "status": status_holder["status"],
-                    "duration_ms": round(elapsed_ms, 2),
-                },
-            )
+            elapsed = time.perf_counter() - started
+            if metrics is not None:
+                metrics.http_in_flight.dec()
+                metrics.observe_request(route_template(scope), scope["method"], status, elapsed)
+            elapsed_ms = elapsed * 1000
+            if logger.isEnabledFor(logging.INFO):
+                factor = self.access.sample(status, elapsed_ms)
+                if factor is not None:
+                    fields: dict[str, Any] = {
+                        "method": scope["method"],
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round(elapsed_ms, 2),
+                    }
+                    if factor > 1:
+                        fields["sample_every"] = factor
+                    logger.info("request", extra=fields)
             request_id_var.reset(token)
 
 

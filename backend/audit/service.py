@@ -295,7 +295,8 @@ async def audit_read(spool: AuditSpool | None, session: AsyncSession, **event: A
     its pooled connection is free while the event is written to disk.
     """
     if spool is not None:
-        await session.commit()
+        if session.in_transaction():
+            await session.commit()
         await spool.append(**event)
     else:
         await record_audit(session, **event)

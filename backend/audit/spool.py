@@ -168,11 +168,12 @@ class AuditSpool:
             batch, self._to_sync = self._to_sync, []
             if not batch:
                 continue
-            data = b"".join(_line(record) for record, _ in batch)
+            records = [record for record, _ in batch]
             try:
                 async with self._io:
+                    # Encoded in the spool's thread too: the event loop only hands them over.
                     await asyncio.get_running_loop().run_in_executor(
-                        self._executor, _write_and_sync, self._require_fd(), data
+                        self._executor, _encode_write_and_sync, self._require_fd(), records
                     )
             except Exception as exc:  # noqa: BLE001 - every waiting read gets the error
                 logger.exception("audit spool: write failed")
@@ -315,6 +316,10 @@ def _read_records(path: Path) -> Iterable[dict[str, Any]]:
                 yield json.loads(raw)
             except ValueError:
                 logger.error("audit spool: unreadable line skipped", extra={"path": str(path)})
+
+
+def _encode_write_and_sync(fd: int, records: list[dict[str, Any]]) -> None:
+    _write_and_sync(fd, b"".join(_line(record) for record in records))
 
 
 def _write_and_sync(fd: int, data: bytes) -> None:

@@ -44,6 +44,7 @@ class Metrics:
             buckets=_HTTP_BUCKETS,
             registry=r,
         )
+        self._http_children: dict[tuple[str, str, int], Any] = {}
         self.http_in_flight = Gauge(
             "medsight_http_requests_in_flight", "HTTP requests being served.", registry=r
         )
@@ -115,7 +116,12 @@ class Metrics:
 
     # --- events -------------------------------------------------------------------------
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_latency.labels(route=route, method=method, status=str(status)).observe(seconds)
+        key = (route, method, status)
+        child = self._http_children.get(key)
+        if child is None:  # a label lookup builds and hashes strings: once per series
+            child = self.http_latency.labels(route=route, method=method, status=str(status))
+            self._http_children[key] = child
+        child.observe(seconds)
 
     def observe_timings(
         self,

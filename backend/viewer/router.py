@@ -25,22 +25,8 @@ from backend.config import Settings
 from backend.errors import AppError, NotFoundError
 from backend.web.deps import SettingsDep
 from backend.web.etags import not_modified
+from backend.web.security_headers import page_csp
 
-PAGE_CSP = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        # blob: the uploaded file and the heatmap, fetched with the caller's credentials.
-        "img-src 'self' blob:",
-        "media-src 'self' blob:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "form-action 'self'",
-        "base-uri 'none'",
-    )
-)
-NO_FRAMES = "'none'"
 _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -124,9 +110,7 @@ async def index(request: Request, settings: SettingsDep) -> Response:
     asset = _page(
         config["google"], config["anonymous"], config["max-upload-mb"], config["max-symptoms"]
     )
-    # FRAME_ANCESTORS: 'none', or huggingface.co when the Space page frames the viewer.
-    csp = f"{PAGE_CSP}; frame-ancestors {settings.frame_ancestors or NO_FRAMES}"
-    return _respond(request, asset, **{"Content-Security-Policy": csp})
+    return _respond(request, asset, **{"Content-Security-Policy": page_csp(settings)})
 
 
 @router.get("/viewer/{name}")

@@ -15,8 +15,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from backend.config import Settings
 from backend.main import create_app
-from backend.viewer.router import PAGE_CSP
+from backend.web.security_headers import page_csp
 from tests.conftest import REPO, make_settings
 from tests.integration.test_foundation import assert_problem
 from tests.security.conftest import client_for
@@ -45,13 +46,14 @@ def meta(html: str) -> dict[str, str]:
 
 
 async def test_the_page_is_served_with_a_strict_csp_and_revalidates(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, settings: Settings
 ) -> None:
     response = await client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     csp = response.headers["content-security-policy"]
-    assert csp == f"{PAGE_CSP}; frame-ancestors 'none'"
+    assert csp == page_csp(settings)
+    assert csp.endswith("; frame-ancestors 'none'")
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
     assert directives["default-src"] == "'none'" and directives["script-src"] == "'self'"
     assert directives["style-src"] == "'self'" and directives["connect-src"] == "'self'"

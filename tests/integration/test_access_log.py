@@ -1,0 +1,91 @@
+"""The access log: one line per request at ordinary rates, sampled at high rates, every error
+always; written by a listener thread, with the request id of the request that logged it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend import logs
+from backend.api.middleware import AccessLog
+from backend.main import create_app
+from tests.conftest import make_settings
+from tests.security.conftest import client_for
+
+
+def test_sampling_keeps_every_error_and_slow_request_and_counts_the_rest() -> None:
+    now = [100.0]
+    access = AccessLog(full_per_s=10, sample_every=50, slow_ms=500, clock=lambda: now[0])
+    ok = [access.sample(200, 1.0) for _ in range(1000)]
+    errors = [access.sample(status, 1.0) for status in (400, 401, 404, 429, 500, 503) * 50]
+    slow = [access.sample(200, 600.0) for _ in range(20)]
+    logged = [factor for factor in ok if factor is not None]
+    assert ok[:10] == [1] * 10  # the first ten of the second: every one
+    assert logged[10:] == [50] * 20  # then one in fifty, marked so counts scale back
+    assert errors == [1] * len(errors)  # never sampled away
+    assert slow == [1] * 20
+    now[0] = 101.0  # a new second: every request again, up to the rate
+    assert [access.sample(200, 1.0) for _ in range(3)] == [1, 1, 1]
+
+
+async def test_errors_are_logged_even_when_successes_are_sampled_away(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        log_level="INFO",
+        access_log_full_per_s=0,
+        access_log_sample_every=1_000_000,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        caplog.set_level(logging.INFO, logger="medsight.access")
+        for _ in range(20):
+            assert (await client.get("/api/v1/health")).status_code == 200
+        missing = await client.get("/api/v1/analyze/status/no-such-task")
+        assert missing.status_code == 404
+        denied = await client.get("/metrics", headers={"X-Request-ID": "denied-1"})
+    lines = [r for r in caplog.records if r.name == "medsight.access"]
+    assert [(r.path, r.status) for r in lines] == [  # type: ignore[attr-defined]
+        ("/api/v1/analyze/status/no-such-task", 404),
+        *([("/metrics", denied.status_code)] if denied.status_code >= 400 else []),
+    ]
+
+
+def test_lines_are_written_by_the_listener_with_their_request_id(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure_logging("INFO", json_logs=True)
+    root = logging.getLogger()
+    assert any(isinstance(h, logging.handlers.QueueHandler) for h in root.handlers)
+    token = logs.request_id_var.set("req-42")
+    try:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("medsight.test").exception("it failed", extra={"answer": 42})
+    finally:
+        logs.request_id_var.reset(token)
+    logs._stop_listener()  # flushes the queue, as at exit
+    lines = [
+        json.loads(line) for line in capfd.readouterr().err.splitlines() if "it failed" in line
+    ]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["request_id"] == "req-42"  # the logging request's, though written elsewhere
+    assert line["answer"] == 42 and line["level"] == "ERROR"
+    assert "ValueError: boom" in line["exc_info"]
+    logs.configure_logging("WARNING", json_logs=True)
+
+
+async def test_every_response_gets_the_security_headers_once(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/health", headers={"X-Request-ID": "abc"})
+    names = [name.lower() for name, _ in response.headers.multi_items()]
+    for header in ("x-request-id", "x-content-type-options", "content-security-policy"):
+        assert names.count(header) == 1, names
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
