@@ -10,6 +10,7 @@ the server runs as `nobody`, so "read-only" holds for it (root ignores file mode
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -58,11 +59,25 @@ def _make_read_only(root: Path) -> None:
         path.chmod(mode & ~0o222 | (0o555 if path.is_dir() else 0o444))
 
 
+_AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@functools.cache
 def _drop_privileges() -> list[str]:
-    """Run the server as nobody when we are root (file modes do not stop root)."""
-    if os.geteuid() != 0:
+    """Run the server as nobody when we are root (file modes do not stop root).
+
+    Only when nobody can run this interpreter (a checkout under a private home folder cannot):
+    then the server runs as root, and the read-only install is checked by the absence of any
+    file written into it instead.
+    """
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
         return []
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run(
+        [*_AS_NOBODY, sys.executable, "-c", "import fastapi, torch"],
+        capture_output=True,
+        check=False,
+    )
+    return _AS_NOBODY if probe.returncode == 0 else []
 
 
 @dataclass
@@ -109,7 +124,7 @@ def installed() -> Iterator[Installed]:
         workdir, home = root / "empty", root / "home"
         workdir.mkdir()
         home.mkdir()
-        if os.geteuid() == 0:
+        if _drop_privileges():
             os.chown(home, 65534, 65534)
         workdir.chmod(0o555)
         yield Installed(root=root, site=site, workdir=workdir, home=home, wheel=wheel)
