@@ -25,7 +25,7 @@ from backend.analysis.schemas import (
     TimeoutEvent,
 )
 from backend.audit.dependencies import AuditSpoolDep
-from backend.audit.service import audit_read, record_audit
+from backend.audit.service import audit_read, audit_refused_read, record_audit
 from backend.contract import AnalysisResult, AnalysisStatus, HeatmapMode
 from backend.errors import AppError
 from backend.web.deps import ClientIP, SessionDep
@@ -239,7 +239,15 @@ async def get_result(
         ),
     ] = HeatmapMode.INLINE,
 ) -> Response:
-    cached = await service.read_result(session, cache, owner, session_id, heatmap)
+    async with audit_refused_read(
+        audit,
+        session,
+        action="result.read",
+        actor_id=owner.user_id,
+        resource_id=session_id,
+        client_ip=ip,
+    ):
+        cached = await service.read_result(session, cache, owner, session_id, heatmap)
     await audit_read(
         audit,
         session,
@@ -275,7 +283,15 @@ async def get_heatmap(
     cache: ResultCacheDep,
     audit: AuditSpoolDep,
 ) -> Response:
-    cached, media_type = await service.read_heatmap(session, cache, owner, session_id)
+    async with audit_refused_read(
+        audit,
+        session,
+        action="result.heatmap.read",
+        actor_id=owner.user_id,
+        resource_id=session_id,
+        client_ip=ip,
+    ):
+        cached, media_type = await service.read_heatmap(session, cache, owner, session_id)
     await audit_read(
         audit,
         session,

@@ -15,7 +15,8 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.db.base import utcnow
 from backend.db.models import AuditEvent
 from backend.db.session import create_engine, create_sessionmaker
+from backend.errors import NotFoundError
 
 if TYPE_CHECKING:
     from backend.audit.spool import AuditSpool
@@ -300,3 +302,31 @@ async def audit_read(spool: AuditSpool | None, session: AsyncSession, **event: A
         await spool.append(**event)
     else:
         await record_audit(session, **event)
+
+
+@asynccontextmanager
+async def audit_refused_read(
+    spool: AuditSpool | None,
+    session: AsyncSession,
+    *,
+    action: str,
+    actor_id: str | None,
+    resource_id: str,
+    client_ip: str | None,
+) -> AsyncIterator[None]:
+    """Audit a read answered 404 (`<action>.not_found`): probing ids leaves a trace too.
+
+    Only through the spool: the request's transaction rolls back with the error.
+    """
+    try:
+        yield
+    except NotFoundError:
+        if spool is not None:
+            await spool.append(
+                actor_id=actor_id,
+                action=f"{action}.not_found",
+                resource_type="analysis",
+                resource_id=resource_id[:64],
+                client_ip=client_ip,
+            )
+        raise

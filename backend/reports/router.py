@@ -10,7 +10,7 @@ from backend.accounts.caller import Owner
 from backend.accounts.dependencies import OwnerDep
 from backend.analysis import service as analysis_service
 from backend.audit.dependencies import AuditSpoolDep
-from backend.audit.service import audit_read
+from backend.audit.service import audit_read, audit_refused_read
 from backend.reports.service import ReportService
 from backend.web.deps import ClientIP, SessionDep
 from backend.web.docs import ETAG_HEADER, etag_responses
@@ -52,7 +52,15 @@ async def get_pdf(
     ip: ClientIP,
     audit: AuditSpoolDep,
 ) -> Response:
-    analysis = await analysis_service.get_analysis(session, owner, session_id)
+    async with audit_refused_read(
+        audit,
+        session,
+        action="report.read",
+        actor_id=owner.user_id,
+        resource_id=session_id,
+        client_ip=ip,
+    ):
+        analysis = await analysis_service.get_analysis(session, owner, session_id)
     result = analysis_service.finished_result(analysis)
     etag = reports.etag(result, "pdf")
     headers = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
@@ -88,7 +96,15 @@ async def get_fhir(
     ip: ClientIP,
     audit: AuditSpoolDep,
 ) -> Response:
-    analysis = await analysis_service.get_analysis(session, owner, session_id)
+    async with audit_refused_read(
+        audit,
+        session,
+        action="report.read",
+        actor_id=owner.user_id,
+        resource_id=session_id,
+        client_ip=ip,
+    ):
+        analysis = await analysis_service.get_analysis(session, owner, session_id)
     result = analysis_service.finished_result(analysis)
     body = await reports.fhir(result)
     await audit_read(audit, session, **_read_event(owner, analysis.id, ip, "fhir"))

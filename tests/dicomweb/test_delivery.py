@@ -162,10 +162,12 @@ async def test_nothing_is_lost_when_medsight_restarts_while_the_pacs_is_down(
         async with running(settings) as (_app, client):
             task_id = await stow(client, image)
             await wait_status(client, task_id, delivery_state("retrying"))
+            identity = client.cookies["medsight_anon"]  # the same anonymous owner after restart
         # MedSight is gone; the PACS comes back; MedSight starts again on the same data.
         orthanc.start()
         orthanc.store(image)
         async with running(settings) as (_app, client):
+            client.headers["X-Anonymous-Id"] = identity
             status = await wait_status(client, task_id, SETTLED, timeout=60)
             await check_study(client, orthanc, image, status)
             assert status["pacs_delivery"]["attempts"] >= 2

@@ -48,13 +48,15 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
                 if any(s != "queued" for s in states):
                     break
                 time.sleep(0.02)
+            identity = client.cookies["medsight_anon"]  # whose analyses these are
         server.kill()
     finally:
         server.kill()
 
     server.start()  # same data dir and database: recovery runs at start
     try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        owner = {"X-Anonymous-Id": identity}
+        with httpx.Client(base_url=server.url, timeout=30, headers=owner) as client:
             deadline = time.monotonic() + 180
             final: dict[str, dict] = {}
             while time.monotonic() < deadline and len(final) < len(accepted):

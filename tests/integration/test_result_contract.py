@@ -104,11 +104,13 @@ async def test_a_schema_1_row_is_served_as_schema_2(
         "provenance": {"image_sha256": "0" * 64, "models": {}, "code_version": "0.1.0"},
     }
     now = utcnow()
+    # The row belongs to this client's anonymous identity (each anonymous client is its own).
+    identity = (await client.post("/api/v1/auth/anonymous")).json()["anonymous_id"]
     async with transaction(parts(app).sessionmaker) as session:
         session.add(
             Analysis(
                 id=analysis_id,
-                owner_key="anonymous",
+                owner_key="anon:" + identity.split(".")[1],
                 image_key="uploads/none.png",
                 image_sha256="0" * 64,
                 image_format="png",

@@ -108,3 +108,36 @@ async def test_database_and_uploads_are_private_whatever_the_umask(tmp_path: Pat
     assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
     folders = [p for p in (tmp_path / "uploads").rglob("*") if p.is_dir()]
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in folders)
+
+
+async def test_probing_other_ids_leaves_an_audit_trail(app_with) -> None:
+    import asyncio
+    import uuid
+
+    from sqlalchemy import select
+
+    from backend.audit.spool import AuditSpool
+    from backend.db.models import AuditEvent
+    from tests.conftest import parts
+
+    peer = fresh_peer()
+    probed = [str(uuid.uuid4()) for _ in range(3)]
+    async with app_with() as app, client_for(app, peer) as prober:
+        user = await register_and_login(prober)
+        for target in probed:
+            for path in (f"/api/v1/analyze/result/{target}", f"/api/v1/report/{target}"):
+                assert_problem(await prober.get(path, headers=user["headers"]), 404)
+        await asyncio.wait_for(app.state.medsight.get(AuditSpool).drained(), 30)
+        async with parts(app).sessionmaker() as session:
+            rows = (
+                await session.scalars(
+                    select(AuditEvent).where(
+                        AuditEvent.client_ip == peer, AuditEvent.action.like("%.not_found")
+                    )
+                )
+            ).all()
+    assert sorted((r.action, r.resource_id) for r in rows) == sorted(
+        [("result.read.not_found", t) for t in probed]
+        + [("report.read.not_found", t) for t in probed]
+    )
+    assert all(r.actor_id == user["id"] for r in rows)
