@@ -238,7 +238,7 @@ class DriftMonitor:
         values = {f: [float(getattr(r, f)) for r in rows] for f in FEATURES}
         result = drift_test(values, ref["features"], self.thresholds)
         return DriftReport(
-            status=result.status,  # type: ignore[arg-type]
+            status=result.status,
             statistic=result.statistic,
             normal_fraction=result.normal_fraction,
             features={
