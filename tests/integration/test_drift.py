@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -67,6 +69,12 @@ async def analyse_all(client: httpx.AsyncClient, images: list[Path]) -> list[dic
         r = await client.post("/api/v1/analyze", files={"image": (path.name, path.read_bytes())})
         assert r.status_code == 202, r.text
         accepted.append(r.json())
+    return await wait_all(client, accepted)
+
+
+async def wait_all(
+    client: httpx.AsyncClient, accepted: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     results = []
     deadline = time.monotonic() + 300
     for ids in accepted:
@@ -143,3 +151,30 @@ async def test_reference_normals_stay_ok_and_another_population_drifts(
     async with parts(drift_app).sessionmaker() as session:
         rows = await session.scalar(select(func.count(DriftObservation.id)))
     assert rows == 64  # one observation per finished analysis
+
+
+async def test_an_image_outside_the_reference_population_is_scored_with_a_warning(
+    drift_app: FastAPI,
+) -> None:
+    # A real normal X-ray exported far too dark (intensities x 0.35): still accepted as a chest
+    # X-ray, but its brightness is outside every validation X-ray's.
+    normal = split_images("Normal", 1)[0]
+    dark = (cv2.imread(str(normal), cv2.IMREAD_GRAYSCALE) * 0.35).astype(np.uint8)
+    ok, png = cv2.imencode(".png", dark)
+    assert ok
+    transport = httpx.ASGITransport(app=drift_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=60) as client:
+        [plain] = await analyse_all(client, [normal])
+        accepted = await client.post(
+            "/api/v1/analyze", files={"image": ("dark.png", png.tobytes(), "image/png")}
+        )
+        assert accepted.status_code == 202, accepted.text
+        [result] = await wait_all(client, [accepted.json()])
+        await parts(drift_app).state.get(DriftMonitor).flush()
+        report = await drift(client, drift_app)
+    assert not any("outside the population" in w for w in plain["warnings"])
+    assert result["vision"] is not None  # scored, not withheld
+    warning = [w for w in result["warnings"] if "outside the population" in w]
+    assert len(warning) == 1 and "brightness" in warning[0], result["warnings"]
+    assert warning[0] in result["report_text"]  # the narrative (and the PDF) carry it
+    assert report["outside_population"] == 0.5  # one of the two observations

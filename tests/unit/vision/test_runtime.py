@@ -4,6 +4,7 @@ import csv
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -73,9 +74,21 @@ def test_site_calibration_refits_normal_and_is_used_by_the_scorer(tmp_path: Path
     if not (SHARED / "images").is_dir():
         pytest.skip("cxr-dev images not available")
     normals = _site_normals(tmp_path / "site", 60)
+    # Not a chest X-ray: refused, listed, and the 60 normals are still used.
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8)
+    assert cv2.imwrite(str(normals / "zz-noise.png"), noise)
     out = tmp_path / "site.cal"
     summary = calibrate_vision(normals, out, model_dir=MODEL_DIR, n_folds=3, progress=False)
-    banks, cal, _ = load_calibration(out)
+    assert summary["n_given"] == 61 and summary["refused"] == {"not_chest_xray": ["zz-noise.png"]}
+    # Dev training normals are the reference population's own kind: near it, and the summary
+    # says what reliability to expect.
+    assert summary["site_distance"]["status"] == "near", summary["site_distance"]
+    expected = summary["expected_reliability"]
+    assert expected["specificity_target"] == 0.95
+    low, high = expected["specificity_95ci"]
+    assert 0.8 < low < 0.95 < high <= 1.0
+    banks, cal, sha = load_calibration(out)
+    assert cal["reference"]["features"]["score"]["normal"] and cal["site_distance"]
     assert (
         cal["n_normals"] == 60
         and banks["knn_bank"].shape[0] == 60
@@ -91,6 +104,11 @@ def test_site_calibration_refits_normal_and_is_used_by_the_scorer(tmp_path: Path
     assert torch.equal(site.net.patch_bank, banks["patch_bank"].float())
     res = site.score_batch([im for _, _, im in fixtures])
     assert all(r.threshold == pytest.approx(cal["fusion"]["default"]["threshold"]) for r in res)
+    # Every result's provenance names the calibration: file hash, date, number of normals.
+    info = site.calibration_info
+    assert info["kind"] == "site" and info["sha256"] == sha and info["n_normals"] == 60
+    assert info["created"] == summary["created"] and info["id"] == f"site:{sha[:16]}"
+    assert site.reference_id == info["id"]
     # The environment variable route used by the service.
     import os
 
