@@ -6,7 +6,7 @@
 FROM python:3.11-slim AS llama
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
-RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip wheel --no-deps -w /wheels llama-cpp-python==0.3.36
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" pip wheel --no-deps -w /wheels llama-cpp-python==0.3.36
 
 FROM python:3.11-slim
 

@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
 # llama-cpp-python builds from source once; a portable build (no -march=native) for any x86-64
-# with AVX2, so a wheel built here runs in the image and on CI. pip caches the wheel it builds;
+# with AVX2, so a wheel built here runs in the image and on CI; no llava/mtmd library (a third
+# of the build, unused here). pip caches the wheel it builds;
 # PIP_FIND_LINKS=<folder> uses a wheel built earlier (`pip wheel llama-cpp-python==0.3.36`).
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
 .PHONY: run test install install-dev lint format migrate check bench clean
 
