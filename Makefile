@@ -10,10 +10,11 @@ PYTEST_ARGS ?=
 # refuses, so a plain install never pulls GBs of CUDA libraries by accident.
 TORCH_INDEX_URL ?=
 PIP_INSTALL = $(BIN)/pip install -q --require-hashes $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
-# llama-cpp-python (the local chat tier) builds from source once; a portable build (no
-# -march=native) for any x86-64 with AVX2, so a wheel built here runs in the image and on CI. pip
-# caches the wheel it builds; PIP_FIND_LINKS=<folder> uses one built earlier.
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+# llama-cpp-python builds from source once; a portable build (no -march=native) for any x86-64
+# with AVX2, so a wheel built here runs in the image and on CI; no llava/mtmd library (a third
+# of the build, unused here). pip caches the wheel it builds;
+# PIP_FIND_LINKS=<folder> uses a wheel built earlier (`pip wheel llama-cpp-python==0.3.36`).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 UV_VERSION ?= 0.13.9
 PIP_AUDIT_VERSION ?= 2.10.1
 

@@ -52,7 +52,12 @@ def register_default_models(registry: ModelRegistry, settings: Settings) -> None
     def load_whisper(device: str, _deps: dict[str, Any]) -> Any:
         from backend.ml.speech import load_transcriber
 
-        return load_transcriber(settings.whisper_model, device=device)
+        return load_transcriber(
+            settings.whisper_model,
+            device=device,
+            prompt=settings.dictation_prompt,
+            correct_terms=settings.dictation_correction,
+        )
 
     registry.register(
         ModelSpec(VISION, load_vision, priority=1, est_cpu_mb=250, est_gpu_mb=300, required=True)

@@ -258,8 +258,14 @@ def load_transcriber(
     cpu_threads: int = 2,
     beam_size: int = 5,
     vad_filter: bool = True,
+    prompt: bool = False,
+    correct_terms: bool = False,
 ) -> Transcriber:
-    """Load Whisper from the WHISPER_MODEL setting (None: bundled tiny.en, offline)."""
+    """Load Whisper from the WHISPER_MODEL setting (None: bundled tiny.en, offline).
+
+    `prompt` decodes with the clinical vocabulary prompt; `correct_terms` replaces sound-alike
+    words by lexicon terms.
+    """
     source = resolve_model_source(model)
     started = time.perf_counter()
     whisper = _build_whisper(source, device, compute_type, cpu_threads)
@@ -279,4 +285,12 @@ def load_transcriber(
         cpu_threads=cpu_threads,
         beam_size=beam_size,
         vad_filter=vad_filter,
+        prompt=_vocabulary_prompt() if prompt else None,
+        correct_terms=correct_terms,
     )
+
+
+def _vocabulary_prompt() -> str:
+    from backend.ml.speech.vocabulary import PROMPT
+
+    return PROMPT

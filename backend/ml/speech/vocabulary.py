@@ -200,12 +200,12 @@ def correct(
             if len(key) < MIN_KEY_LEN:
                 continue
             best: tuple[float, Term | None] = (0.0, None)
-            for term in terms:
-                if abs(term.words - n) > 1 or abs(len(term.key) - len(key)) > 2:
+            for candidate in terms:
+                if abs(candidate.words - n) > 1 or abs(len(candidate.key) - len(key)) > 2:
                     continue
-                score = 0.6 * _ratio(key, term.key) + 0.4 * _ratio(heard, term.text)
+                score = 0.6 * _ratio(key, candidate.key) + 0.4 * _ratio(heard, candidate.text)
                 if score > best[0]:
-                    best = (score, term)
+                    best = (score, candidate)
             score, found = best
             # Real words that merely sound close ("morning" / "snoring") need a closer match.
             needed = min_score + EVERYDAY_MARGIN if everyday else min_score
