@@ -1,5 +1,6 @@
-"""The request middleware. The access log: one line per request at ordinary rates, sampled at high rates, every error
-always; written by a listener thread, with the request id of the request that logged it."""
+"""The request middleware: an access log line per request at ordinary rates, sampled at high
+rates, every error always, written by a listener thread with the request's id; security
+headers once each; the body size limit."""
 
 from __future__ import annotations
 
