@@ -519,6 +519,21 @@ async def read_result(
     cached = cache.fresh(key, owner.key)
     if cached is not None:
         return cached
+    # When the entry is due for its check, concurrent reads of it wait for one check.
+    return await cache.single_flight(
+        (key, owner.key), lambda: _confirm_result(session, cache, owner, session_id, mode, key)
+    )
+
+
+async def _confirm_result(
+    session: AsyncSession,
+    cache: ResultCache,
+    owner: Owner,
+    session_id: str,
+    mode: HeatmapMode,
+    key: str,
+) -> CachedBody:
+    cached: CachedBody | None = None
     # Owner, status and completion time first (the result JSON stays unread).
     analysis = await get_analysis(session, owner, session_id, with_result=False)
     version = (analysis.status, analysis.completed_at.isoformat() if analysis.completed_at else "")

@@ -170,6 +170,7 @@ class BodySizeLimitMiddleware:
             (n for prefix, n in self.path_limits.items() if path.startswith(prefix)),
             self.max_bytes,
         )
+        chunked = False
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -179,6 +180,13 @@ class BodySizeLimitMiddleware:
                 if declared > limit:
                     await _send_413(scope, send, limit)
                     return
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked and scope.get("http_version") in {"1.0", "1.1"}:
+            # HTTP/1 frames the body by Content-Length (checked above) or, without either
+            # header, has none: only a chunked body can outgrow the limit while streaming.
+            await self.app(scope, receive, send)
+            return
         received = 0
         exceeded = False
         started = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, event
 
 from backend.db.models import Analysis, Job
 from backend.db.session import transaction
@@ -49,3 +49,32 @@ async def test_erasing_an_account_drops_its_cached_results(app_with: Any) -> Non
             r = await client.delete("/api/v1/users/me", headers=alice["headers"])
             assert r.status_code == 204, r.text
             assert state.results.fresh(session_id, alice["id"]) is None
+
+
+async def test_concurrent_reads_due_for_the_check_make_one_query(app_with: Any) -> None:
+    async with app_with(auth_required=True, result_cache_revalidate_s=0.3) as app:
+        state = parts(app)
+        async with client_for(app, fresh_peer()) as client:
+            alice = await register_and_login(client)
+            session_id = await finished_analysis(client, alice["headers"])
+            url = f"/api/v1/analyze/result/{session_id}?heatmap=url"
+            first = await client.get(url, headers=alice["headers"])
+            assert first.status_code == 200
+            await asyncio.sleep(0.4)  # the entry is now due for its check
+            statements: list[str] = []
+
+            def seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+                statements.append(statement)
+
+            event.listen(state.engine.sync_engine, "before_cursor_execute", seen)
+            try:
+                answers = await asyncio.gather(
+                    *(client.get(url, headers=alice["headers"]) for _ in range(20))
+                )
+            finally:
+                event.remove(state.engine.sync_engine, "before_cursor_execute", seen)
+            assert {r.status_code for r in answers} == {200}
+            assert {r.content for r in answers} == {first.content}
+            assert {r.headers["etag"] for r in answers} == {first.headers["etag"]}
+            checks = [s for s in statements if "FROM analyses" in s]
+            assert len(checks) == 1, checks

@@ -1,11 +1,13 @@
-"""The access log: one line per request at ordinary rates, sampled at high rates, every error
-always; written by a listener thread, with the request id of the request that logged it."""
+"""The request middleware: an access log line per request at ordinary rates, sampled at high
+rates, every error always, written by a listener thread with the request's id; security
+headers once each; the body size limit."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -89,3 +91,36 @@ async def test_every_response_gets_the_security_headers_once(client: httpx.Async
     for header in ("x-request-id", "x-content-type-options", "content-security-policy"):
         assert names.count(header) == 1, names
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers"),
+    [("2", []), ("1.1", [(b"transfer-encoding", b"chunked")])],
+)
+async def test_a_body_without_content_length_is_limited_while_streaming(
+    http_version: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Only an HTTP/1 request without Transfer-Encoding skips the streaming count (its body is
+    framed by a Content-Length already checked, or absent): HTTP/2 and chunked bodies do not."""
+    from backend.api.middleware import BodySizeLimitMiddleware
+
+    async def reader(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read it all"})
+
+    chunks = [{"type": "http.request", "body": b"x" * 600, "more_body": True} for _ in range(3)]
+    chunks.append({"type": "http.request", "body": b"", "more_body": False})
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0)
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "http_version": http_version, "path": "/", "headers": headers}
+    await BodySizeLimitMiddleware(reader, max_bytes=1000)(scope, receive, send)
+    assert sent[0]["status"] == 413
