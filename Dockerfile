@@ -18,7 +18,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 
 RUN useradd --create-home --uid 1000 medsight
 COPY requirements.txt /tmp/requirements.txt
-RUN python3 -m venv /opt/medsight \
+# Debian's bundled pip is too old for extras under --require-hashes; the pinned one is not.
+RUN python3 -m venv /opt/medsight && pip install -q pip==26.3 \
     && PIP_FIND_LINKS="$PIP_FIND_LINKS" pip install -q --require-hashes \
        ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt

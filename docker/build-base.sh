@@ -15,8 +15,10 @@ fi
 command -v debootstrap >/dev/null || apt-get install -y -qq --no-install-recommends debootstrap
 rootfs=$(mktemp -d /var/tmp/medsight-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
-# python3 is 3.11 on bookworm; libgomp1 for torch/onnxruntime; curl for nothing but debugging.
-debootstrap --variant=minbase --include=python3,python3-venv,libgomp1,ca-certificates \
+# python3 is 3.11 on bookworm; libgomp1 for torch/onnxruntime; a compiler and Python headers
+# for the few locked packages published only as source (medspaCy's Cython helpers).
+debootstrap --variant=minbase \
+  --include=python3,python3-venv,python3-dev,build-essential,libgomp1,ca-certificates \
   "$SUITE" "$rootfs" "$DEBIAN_MIRROR" >/dev/null
 # Certificate authorities the host added locally (e.g. a TLS-inspecting egress proxy) are
 # trusted inside too, so pip in the image build reaches the package index the host reaches.
