@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from backend import __version__
@@ -27,14 +27,18 @@ router = APIRouter(prefix="/api/v1/health", tags=["health"])
 
 
 class Health(BaseModel):
-    status: str
-    version: str
-    uptime_s: float
+    status: str = Field(description="`ok` while the process runs", examples=["ok"])
+    version: str = Field(description="MedSight version")
+    uptime_s: float = Field(description="Seconds since start")
 
 
 class Readiness(BaseModel):
-    status: str
-    checks: dict[str, Any]
+    status: str = Field(
+        description="`ready` (else a 503 problem naming the checks)", examples=["ready"]
+    )
+    checks: dict[str, Any] = Field(
+        description="Per dependency (database, storage, models, queue, ...): its state"
+    )
 
 
 @router.get("", response_model=Health, summary="Liveness: the process is up")

@@ -71,7 +71,9 @@ class VisionFindings(_Model):
         default=None,
         description="Link to the same image as its own resource; present with `?heatmap=url`",
     )
-    heatmap_media_type: str | None = Field(default=None, examples=["image/jpeg"])
+    heatmap_media_type: str | None = Field(
+        default=None, description="Media type of the heatmap image", examples=["image/jpeg"]
+    )
     top_regions: list[Region] = Field(default_factory=list, description="Up to 3 boxes")
     model_confidence: float = Field(
         ge=0, le=1, description="0 at the threshold, towards 1 far from it; low when unusual input"
@@ -97,10 +99,10 @@ class Entity(_Model):
 
 
 class EntityGroups(_Model):
-    diseases: list[Entity] = Field(default_factory=list)
-    symptoms: list[Entity] = Field(default_factory=list)
-    medications: list[Entity] = Field(default_factory=list)
-    anatomy: list[Entity] = Field(default_factory=list)
+    diseases: list[Entity] = Field(default_factory=list, description="Conditions named")
+    symptoms: list[Entity] = Field(default_factory=list, description="Symptoms and signs")
+    medications: list[Entity] = Field(default_factory=list, description="Drugs named")
+    anatomy: list[Entity] = Field(default_factory=list, description="Body parts named")
 
     def all(self) -> list[tuple[str, Entity]]:
         """(group, entity) pairs in a stable group order."""
@@ -129,8 +131,12 @@ class NlpFindings(_Model):
     primary_diagnosis: str | None = Field(
         default=None, description="Top of the differential, if any"
     )
-    diagnosis_confidence: float = Field(default=0.0, ge=0, le=1)
-    differential: list[DifferentialItem] = Field(default_factory=list)
+    diagnosis_confidence: float = Field(
+        default=0.0, ge=0, le=1, description="Confidence of `primary_diagnosis`, 0-1"
+    )
+    differential: list[DifferentialItem] = Field(
+        default_factory=list, description="Candidate conditions, most likely first"
+    )
     ranking_method: str = Field(default="none", description="How the differential was ranked")
 
 
@@ -148,18 +154,18 @@ class FusionFindings(_Model):
 
 
 class Timings(_Model):
-    preprocess_ms: float = 0.0
-    vision_ms: float = 0.0
-    nlp_ms: float = 0.0
-    fusion_ms: float = 0.0
-    report_ms: float = 0.0
-    total_ms: float = 0.0
+    preprocess_ms: float = Field(default=0.0, description="Decoding and input checks")
+    vision_ms: float = Field(default=0.0, description="Anomaly score and heatmap")
+    nlp_ms: float = Field(default=0.0, description="Entities and differential")
+    fusion_ms: float = Field(default=0.0, description="Image-text agreement")
+    report_ms: float = Field(default=0.0, description="Narrative report")
+    total_ms: float = Field(default=0.0, description="The whole pipeline")
 
 
 class ModelInfo(_Model):
-    name: str
-    version: str
-    sha256: str | None = None
+    name: str = Field(description="Model name")
+    version: str = Field(description="Model version")
+    sha256: str | None = Field(default=None, description="SHA-256 of the weights")
 
 
 class Provenance(_Model):
@@ -167,17 +173,17 @@ class Provenance(_Model):
 
     image_sha256: str | None = Field(default=None, description="SHA-256 of the uploaded bytes")
     models: dict[str, ModelInfo] = Field(default_factory=dict, description="By role")
-    threshold: float | None = None
-    code_version: str = ""
+    threshold: float | None = Field(default=None, description="Vision decision threshold used")
+    code_version: str = Field(default="", description="MedSight version that produced it")
     calibration: dict[str, Any] | None = Field(
         default=None, description="The site calibration in use (file hash, date, images)"
     )
 
 
 class ImageInfo(_Model):
-    format: str = Field(examples=["png"])
-    width: int
-    height: int
+    format: str = Field(description="png, jpeg or dicom", examples=["png"])
+    width: int = Field(description="Pixels")
+    height: int = Field(description="Pixels")
 
 
 class AnalysisResult(_Model):
@@ -190,23 +196,25 @@ class AnalysisResult(_Model):
     session_id: str = Field(description="The analysis id (the seed's name for it)")
     task_id: str = Field(default="", description="The queue job that produced it")
     patient_ref: str | None = Field(default=None, description="Your reference, as submitted")
-    created_at: UtcDatetime | None = None
-    completed_at: UtcDatetime | None = None
+    created_at: UtcDatetime | None = Field(default=None, description="When it was submitted")
+    completed_at: UtcDatetime | None = Field(default=None, description="When it finished")
     overall_status: OverallStatus = Field(
         description="COMPLETE; PARTIAL when a stage failed or withheld its output; FAILED"
     )
-    stages: dict[str, StageOutcome] = Field(default_factory=dict)
-    image: ImageInfo | None = None
-    vision: VisionFindings | None = None
-    nlp: NlpFindings | None = None
-    fusion: FusionFindings | None = None
+    stages: dict[str, StageOutcome] = Field(
+        default_factory=dict, description="Each stage's outcome, by stage name"
+    )
+    image: ImageInfo | None = Field(default=None, description="The decoded image")
+    vision: VisionFindings | None = Field(default=None, description="Absent if vision failed")
+    nlp: NlpFindings | None = Field(default=None, description="Absent without symptoms text")
+    fusion: FusionFindings | None = Field(default=None, description="Image and text combined")
     report_text: str = Field(default="", description="Narrative summary for the clinician")
     timings: Timings = Field(default_factory=Timings)
     warnings: list[str] = Field(
         default_factory=list, description="Read these first: what limits this result"
     )
     provenance: Provenance = Field(default_factory=Provenance)
-    disclaimer: str = DISCLAIMER
+    disclaimer: str = Field(default=DISCLAIMER, description="Decision support, not a diagnosis")
 
     @property
     def final_risk(self) -> RiskLevel | None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, File, UploadFile
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from backend.accounts.dependencies import OwnerDep
 from backend.accounts.ratelimit import rate_limit
@@ -23,17 +23,17 @@ MAX_AUDIO_SECONDS = 120.0
 
 
 class Segment(BaseModel):
-    start: float
-    end: float
-    text: str
+    start: float = Field(description="Seconds from the start")
+    end: float = Field(description="Seconds from the start")
+    text: str = Field(description="What was said in this span")
 
 
 class TranscriptionOut(BaseModel):
-    text: str
-    language: str
-    duration_s: float
-    segments: list[Segment]
-    warnings: list[str]
+    text: str = Field(description="The transcript, after clinical vocabulary correction")
+    language: str = Field(description="Detected language code", examples=["en"])
+    duration_s: float = Field(description="Length of the audio")
+    segments: list[Segment] = Field(description="Timed pieces of the transcript")
+    warnings: list[str] = Field(description="What limits this transcript; read before using it")
 
 
 @router.post(

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.errors import AppError
@@ -22,9 +22,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 class FieldError(BaseModel):
-    field: str
-    message: str
-    type: str
+    field: str = Field(description="Where: e.g. `body.email` or `query.wait`")
+    message: str = Field(description="What is wrong, for a person")
+    type: str = Field(description="Machine-readable kind, e.g. `missing`")
 
 
 class ProblemDetail(BaseModel):
@@ -32,14 +32,20 @@ class ProblemDetail(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str
-    code: str | None = None
-    request_id: str | None = None
-    errors: list[FieldError] | None = None
+    type: str = Field(description="A URI naming the kind of problem", examples=["about:blank"])
+    title: str = Field(description="Short summary of the kind", examples=["Not Found"])
+    status: int = Field(description="The HTTP status code", examples=[404])
+    detail: str = Field(description="What went wrong this time, for a person")
+    instance: str = Field(description="The request path", examples=["/api/v1/analyze/result/x"])
+    code: str | None = Field(
+        default=None, description="Stable machine-readable code", examples=["not_found"]
+    )
+    request_id: str | None = Field(
+        default=None, description="Quote it when reporting (also in X-Request-ID)"
+    )
+    errors: list[FieldError] | None = Field(
+        default=None, description="Per-field validation errors (422)"
+    )
 
 
 def problem_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
