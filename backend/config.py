@@ -267,7 +267,7 @@ class Settings(BaseSettings):
     whisper_model: str | None = None
     # Clinical vocabulary for dictation (backend/ml/speech/vocabulary.py; measured in
     # docs/language-and-voice.md): the decoding prompt and the lexicon correction.
-    dictation_prompt: bool = False
+    dictation_prompt: bool = True
     dictation_correction: bool = False
     local_llm_path: str | None = None
     # Tier 2 of the chat (a local model; SmolLM2 from the default install). Off: Gemini, then
