@@ -12,6 +12,7 @@ import contextvars
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import time
@@ -74,6 +75,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
 
 
 _listener: logging.handlers.QueueListener | None = None
+_handler: _QueueHandler | None = None
 
 
 def _stop_listener() -> None:
@@ -84,12 +86,26 @@ def _stop_listener() -> None:
         _listener = None
 
 
+def _listen_in_child() -> None:
+    """A forked child (a Celery prefork worker) has no listener thread: start its own."""
+    global _listener
+    if _listener is None or _handler is None:
+        return
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _handler.queue = records
+    _listener = logging.handlers.QueueListener(
+        records, *_listener.handlers, respect_handler_level=True
+    )
+    _listener.start()
+
+
 atexit.register(_stop_listener)
+os.register_at_fork(after_in_child=_listen_in_child)
 
 
 def configure_logging(level: str = "INFO", *, json_logs: bool = True) -> None:
     """Install one queued stderr handler on the root logger (idempotent)."""
-    global _listener
+    global _listener, _handler
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_medsight", False):
@@ -106,6 +122,7 @@ def configure_logging(level: str = "INFO", *, json_logs: bool = True) -> None:
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     handler = _QueueHandler(records)
     handler._medsight = True  # type: ignore[attr-defined]
+    _handler = handler
     _listener = logging.handlers.QueueListener(records, stream, respect_handler_level=True)
     _listener.start()
     root.addHandler(handler)

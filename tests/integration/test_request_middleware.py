@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,22 @@ def test_lines_are_written_by_the_listener_with_their_request_id(
     assert line["request_id"] == "req-42"  # the logging request's, though written elsewhere
     assert line["answer"] == 42 and line["level"] == "ERROR"
     assert "ValueError: boom" in line["exc_info"]
+    logs.configure_logging("WARNING", json_logs=True)
+
+
+def test_a_forked_child_still_writes_its_log_lines(capfd: pytest.CaptureFixture[str]) -> None:
+    """A Celery prefork worker is forked after logging is configured: it gets its own writer."""
+    logs.configure_logging("INFO", json_logs=True)
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            logging.getLogger("medsight.test").warning("from the child")
+            logs._stop_listener()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    logs._stop_listener()
+    assert "from the child" in capfd.readouterr().err
     logs.configure_logging("WARNING", json_logs=True)
 
 
