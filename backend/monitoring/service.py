@@ -36,21 +36,25 @@ from backend.monitoring.schemas import (
 from backend.observability import Metrics
 
 
-class _Model(Protocol):
-    version: str
-
-
 class _Input(Protocol):
-    analysis_id: str
+    @property
+    def analysis_id(self) -> str: ...
 
 
 class PipelineContext(Protocol):
     """What the monitor reads of the pipeline's context (backend.analysis.context)."""
 
-    input: _Input
-    vision_raw: Any  # backend.ml.vision.VisionResult | None
-    calibration: dict[str, object] | None
-    models: Any  # dict[str, ModelInfo]
+    @property
+    def input(self) -> _Input: ...
+
+    @property
+    def vision_raw(self) -> Any: ...  # backend.ml.vision.VisionResult | None
+
+    @property
+    def calibration(self) -> dict[str, object] | None: ...
+
+    @property
+    def models(self) -> Any: ...  # dict[str, ModelInfo]
 
 
 logger = logging.getLogger(__name__)
