@@ -36,10 +36,6 @@ from backend.monitoring.schemas import (
 from backend.observability import Metrics
 
 
-class _Model(Protocol):
-    version: str
-
-
 class _Input(Protocol):
     @property
     def analysis_id(self) -> str: ...
@@ -50,10 +46,20 @@ class PipelineContext(Protocol):
 
     @property
     def input(self) -> _Input: ...
+<<<<<<< HEAD
     @property
     def vision_raw(self) -> Any: ...  # backend.ml.vision.VisionResult | None
     @property
     def calibration(self) -> dict[str, object] | None: ...
+=======
+
+    @property
+    def vision_raw(self) -> Any: ...  # backend.ml.vision.VisionResult | None
+
+    @property
+    def calibration(self) -> dict[str, object] | None: ...
+
+>>>>>>> vision
     @property
     def models(self) -> Any: ...  # dict[str, ModelInfo]
 
