@@ -46,12 +46,6 @@ class PipelineContext(Protocol):
 
     @property
     def input(self) -> _Input: ...
-<<<<<<< HEAD
-    @property
-    def vision_raw(self) -> Any: ...  # backend.ml.vision.VisionResult | None
-    @property
-    def calibration(self) -> dict[str, object] | None: ...
-=======
 
     @property
     def vision_raw(self) -> Any: ...  # backend.ml.vision.VisionResult | None
@@ -59,7 +53,6 @@ class PipelineContext(Protocol):
     @property
     def calibration(self) -> dict[str, object] | None: ...
 
->>>>>>> vision
     @property
     def models(self) -> Any: ...  # dict[str, ModelInfo]
 
