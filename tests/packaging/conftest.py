@@ -28,7 +28,17 @@ from tests.e2e.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # Things a wheel build must not see or copy (large, generated, or another machine's state).
-_NOT_COPIED = {".git", ".venv", "data", "build", "dist", "test-output", "node_modules", ".cache"}
+_NOT_COPIED = {
+    ".git",
+    ".venv",
+    ".venv-audit",
+    "data",
+    "build",
+    "dist",
+    "test-output",
+    "node_modules",
+    ".cache",
+}
 READY_TIMEOUT_S = 900.0  # first start exports three ONNX graphs and indexes the corpus
 
 
