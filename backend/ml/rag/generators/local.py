@@ -164,11 +164,11 @@ def load_local_llm(
         try:
             from llama_cpp import Llama
         except ImportError as exc:
-            raise GeneratorError("llama-cpp-python is not installed (the `llm` extra)") from exc
-        model = Llama(model_path=str(p), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+            raise GeneratorError("llama-cpp-python is not installed (requirements.txt)") from exc
+        llama = Llama(model_path=str(p), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
         # The first evaluation prepares the weights (seconds): do it here, not in a user's answer.
-        model.create_completion("Hello", max_tokens=1)
-        return LocalLLM("llama_cpp", model, name=p.name)
+        llama.create_completion("Hello", max_tokens=1)
+        return LocalLLM("llama_cpp", llama, name=p.name)
     if p.is_dir():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
