@@ -15,7 +15,13 @@ pytestmark = pytest.mark.slow
 
 
 async def test_load_smoke_has_no_errors(tmp_path: Path) -> None:
-    env = make_env(tmp_path, PG_URL, RATE_LIMIT_ANALYZE="100000/hour", LOG_LEVEL="WARNING")
+    env = make_env(
+        tmp_path,
+        PG_URL,
+        RATE_LIMIT_ANALYZE="100000/hour",
+        LOG_LEVEL="WARNING",
+        CHAT_LOCAL_TIER="false",  # the API under load; bench.local_llm measures the model
+    )
     port = free_port()
     server = Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=tmp_path, env=env)
     server.start(wait_ready=False)
