@@ -29,6 +29,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
+from backend.accounts import anonymous
 from backend.accounts.caller import Owner
 from backend.analysis import service
 from backend.analysis.worker import WorkerRuntime
@@ -60,6 +61,8 @@ QUEUE_ENV = {
     # The API's periodic sweep stays out of the way: tests call it, or test redelivery alone.
     "JOB_SWEEP_INTERVAL_S": "3600",
 }
+
+ANON_ID = "celery-test-client"
 
 
 def redis_url(db: int = TEST_REDIS_DB) -> str:
@@ -236,7 +239,11 @@ async def cluster(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=30) as c:
+        # One anonymous client throughout: each anonymous client is its own tenant.
+        anon = {anonymous.HEADER: anonymous.token_for(settings, ANON_ID)}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", timeout=30, headers=anon
+        ) as c:
             cluster = Cluster(app=app, client=c, settings=settings, env=env, data_dir=data_dir)
             try:
                 yield cluster
@@ -304,7 +311,7 @@ async def test_lost_publishes_are_resent_and_a_failing_job_ends_failed_with_reas
 ) -> None:
     """An API crash between commit and publish loses nothing: the sweep sends the row again."""
     images = fixture_images()
-    owner = Owner.anonymous()
+    owner = Owner.anonymous(ANON_ID)
     state = cluster.state
     submitted = []
     async with state.sessionmaker() as session:
@@ -529,7 +536,7 @@ async def test_worker_runtime_runs_jobs_on_its_own_loop_and_fails_hung_attempts(
                     session,
                     storage=storage,
                     settings=settings,
-                    owner=Owner.anonymous(),
+                    owner=Owner.anonymous(ANON_ID),
                     data=image,
                     symptoms=None,
                     patient_ref=None,
