@@ -14,7 +14,10 @@ from tests.conftest import make_settings
 from tests.dicomweb.helpers import STOW, cr_image, finished, private, related, sequence, wait_status
 
 
-@pytest.fixture(scope="session")
+# Package-scoped: its in-process queue works on the run's shared test database, so it must stop
+# before other packages' tests queue jobs it would otherwise claim (and fail: their uploads are
+# in other storage folders).
+@pytest.fixture(scope="package")
 async def stow_app(
     tmp_path_factory: pytest.TempPathFactory, database_url: str
 ) -> AsyncIterator[FastAPI]:
@@ -31,7 +34,7 @@ async def client(stow_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def analysed(stow_app: FastAPI) -> tuple[bytes, AnalysisResult]:
     """A CR image with a finding (dev-0021) and its real result, received by STOW-RS."""
     image = cr_image()
