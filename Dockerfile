@@ -49,5 +49,5 @@ EXPOSE 7860
 # Ready, not just alive: models loaded, database and storage reachable.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
   CMD python3 -c "import os,urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\",\"7860\")}/api/v1/health/ready', timeout=4)"
-# SECRET_KEY and JWT_SECRET_KEY must be provided (>= 32 random chars) in production.
+# SECRET_KEY, JWT_SECRET_KEY and AUDIT_HMAC_KEY must be provided (>= 32 random chars, distinct).
 CMD ["medsight-entrypoint"]

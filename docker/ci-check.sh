@@ -50,6 +50,7 @@ port=$(free_port)
 container=$(docker run -d --network host -e HOST=127.0.0.1 -e PORT="$port" \
   -e SECRET_KEY="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" \
   -e JWT_SECRET_KEY="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" \
+  -e AUDIT_HMAC_KEY="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" \
   -e RATE_LIMIT_LOGIN=100/minute "$TAG")
 step "container started"
 for _ in $(seq 600); do
