@@ -11,6 +11,7 @@ from backend.accounts.dependencies import OwnerDep
 from backend.analysis import service as analysis_service
 from backend.audit.dependencies import AuditSpoolDep
 from backend.audit.service import audit_read, audit_refused_read
+from backend.db.models import Analysis
 from backend.reports.service import ReportService
 from backend.web.deps import ClientIP, SessionDep
 from backend.web.docs import ETAG_HEADER, etag_responses
@@ -34,6 +35,21 @@ def _read_event(owner: Owner, analysis_id: str, ip: str, fmt: str) -> dict[str, 
     }
 
 
+async def _owned_analysis(
+    session: SessionDep, owner: OwnerDep, session_id: str, ip: ClientIP, audit: AuditSpoolDep
+) -> Analysis:
+    """The caller's analysis; a refused lookup (404) is audited as a report read."""
+    async with audit_refused_read(
+        audit,
+        session,
+        action="report.read",
+        actor_id=owner.user_id,
+        resource_id=session_id,
+        client_ip=ip,
+    ):
+        return await analysis_service.get_analysis(session, owner, session_id)
+
+
 @router.get(
     "/{session_id}",
     summary="Clinical PDF report of an analysis",
@@ -52,15 +68,7 @@ async def get_pdf(
     ip: ClientIP,
     audit: AuditSpoolDep,
 ) -> Response:
-    async with audit_refused_read(
-        audit,
-        session,
-        action="report.read",
-        actor_id=owner.user_id,
-        resource_id=session_id,
-        client_ip=ip,
-    ):
-        analysis = await analysis_service.get_analysis(session, owner, session_id)
+    analysis = await _owned_analysis(session, owner, session_id, ip, audit)
     result = analysis_service.finished_result(analysis)
     etag = reports.etag(result, "pdf")
     headers = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
@@ -96,15 +104,7 @@ async def get_fhir(
     ip: ClientIP,
     audit: AuditSpoolDep,
 ) -> Response:
-    async with audit_refused_read(
-        audit,
-        session,
-        action="report.read",
-        actor_id=owner.user_id,
-        resource_id=session_id,
-        client_ip=ip,
-    ):
-        analysis = await analysis_service.get_analysis(session, owner, session_id)
+    analysis = await _owned_analysis(session, owner, session_id, ip, audit)
     result = analysis_service.finished_result(analysis)
     body = await reports.fhir(result)
     await audit_read(audit, session, **_read_event(owner, analysis.id, ip, "fhir"))

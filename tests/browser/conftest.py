@@ -39,6 +39,8 @@ AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 DICTATION = "I have had a dry cough and a fever for three days"
 
 if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        pytest.fail(f"Chromium must be installed in CI (.ci/run): {CHROMIUM}", pytrace=False)
     pytest.skip(
         f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True
     )
