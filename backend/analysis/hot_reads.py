@@ -23,7 +23,6 @@ stale entry, an audit spool that refuses) goes to the route unchanged, which dec
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,6 +32,7 @@ from backend.analysis.result_cache import ResultCache, variant_key
 from backend.audit.spool import AuditSpool
 from backend.config import Settings
 from backend.contract.enums import HeatmapMode
+from backend.observability.middleware import RouteLabel
 from backend.web.client_ip import resolve_client_ip
 from backend.web.etags import not_modified
 from backend.web.responses import encode_headers
@@ -41,6 +41,7 @@ PREFIX = "/api/v1/analyze/result/"
 ROUTE_PATH = PREFIX + "{session_id}"
 _MODES = {mode.value: mode for mode in HeatmapMode}
 _CACHE_CONTROL = b"private, no-cache"
+_ROUTE = RouteLabel(ROUTE_PATH)
 
 
 class HotResultReads:
@@ -50,7 +51,6 @@ class HotResultReads:
         self.app = app
         self._state: object = None
         self._parts: tuple[Settings, AuthCache, ResultCache, AuditSpool] | None = None
-        self._route: Any = None
         self.answered = 0  # reads this layer answered (the rest went to the route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,7 +114,7 @@ class HotResultReads:
             )
         except Exception:  # noqa: BLE001 - the route refuses the same read with its problem
             return False
-        scope["route"] = self._route  # the metric's route label, as the router would set it
+        scope["route"] = _ROUTE  # the metric's route label, as the router would set it
         self.answered += 1
         etag = cached.etag.encode("latin-1")
         if not_modified(if_none_match, cached.etag):
@@ -153,14 +153,5 @@ class HotResultReads:
             )
             if any(part is None for part in parts):
                 return None
-            self._route = next(
-                (
-                    route
-                    for route in getattr(app, "routes", ())
-                    if getattr(route, "path", None) == ROUTE_PATH
-                    and "GET" in (getattr(route, "methods", None) or ())
-                ),
-                None,
-            )
             self._state, self._parts = state, parts
         return self._parts

@@ -223,6 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Order: the last added runs first. Request ids wrap everything, so even a 413 has one.
     # Innermost: signed-in reads of a cached result skip routing and dependency solving.
     app.add_middleware(HotResultReads)
+    app.add_middleware(health.Liveness)
     app.add_middleware(AnonymousCookieMiddleware, secure=settings.is_production)
     app.add_middleware(
         BodySizeLimitMiddleware,
