@@ -278,3 +278,24 @@ async def test_a_failed_disk_write_refuses_the_read_and_leaves_no_torn_line(
         assert [r.resource_id for r in await _rows(factory, action)] == ["1", "3"]
     finally:
         await spool.stop()
+
+
+async def test_reads_faster_than_the_chain_wait_for_it_instead_of_being_refused(
+    factory: Any, tmp_path: Path
+) -> None:
+    spool = AuditSpool(tmp_path, factory, high_water=5, max_pending=100)
+    await spool.start()
+    action = f"test.spool.{uuid.uuid4().hex[:8]}"
+    try:
+        async with _chain_locked(factory):  # the chain is slow: nothing is appended meanwhile
+            for _ in range(5):
+                await asyncio.wait_for(spool.append(action=action), timeout=5)
+            held = asyncio.create_task(spool.append(action=action))
+            await asyncio.sleep(0.5)
+            assert not held.done(), "a read above the high-water mark did not wait"
+        # The chain moves again: the held read is answered, not refused, and nothing is lost.
+        await asyncio.wait_for(held, timeout=30)
+        await asyncio.wait_for(spool.drained(), timeout=60)
+        assert len(await _rows(factory, action)) == 6
+    finally:
+        await spool.stop()
