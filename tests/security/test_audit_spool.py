@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.audit.service import record_audit, record_audits, verify_audit_chain
@@ -27,8 +27,8 @@ from backend.audit.spool import AuditSpool, _event
 from backend.db.models import AuditEvent
 from backend.db.session import create_engine, create_sessionmaker, transaction
 from backend.errors import ServiceUnavailableError
-from tests.conftest import parts
 from tests.security.conftest import client_for, finished_analysis, fresh_peer, register_and_login
+from tests.security.test_hot_reads import audited_reads
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -225,25 +225,14 @@ async def test_reads_are_refused_when_the_backlog_is_full(factory: Any, tmp_path
 
 async def test_result_reads_are_audited_through_the_spool(app_with: Any, database_url: str) -> None:
     async with app_with(auth_required=True) as app:
-        state = parts(app)
         async with client_for(app, fresh_peer()) as client:
             alice = await register_and_login(client)
             session_id = await finished_analysis(client, alice["headers"])
             url = f"/api/v1/analyze/result/{session_id}"
             for _ in range(2):  # the second read is served from the result cache
                 assert (await client.get(url, headers=alice["headers"])).status_code == 200
-        await state.audit.drained()
-        async with state.sessionmaker() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(AuditEvent)
-                .where(
-                    AuditEvent.action == "result.read",
-                    AuditEvent.resource_id == session_id,
-                    AuditEvent.actor_id == alice["id"],
-                    AuditEvent.event_key.is_not(None),
-                )
-            )
+        # Both spooled (an event key each), the cached one too.
+        count = await audited_reads(app, session_id, alice["id"], spooled=True)
         assert count == 2
     await _verified(database_url)
 

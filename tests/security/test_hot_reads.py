@@ -35,20 +35,25 @@ def comparable(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, st
     return response.status_code, response.content, headers
 
 
-async def audited_reads(app: FastAPI, session_id: str, actor_id: str) -> int:
+async def audited_reads(
+    app: FastAPI, session_id: str, actor_id: str, *, spooled: bool = False
+) -> int:
+    """`result.read` events of this reader and result in the chain (`spooled`: with a key)."""
     state = parts(app)
     await state.audit.drained()
-    async with state.sessionmaker() as session:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(AuditEvent)
-            .where(
-                AuditEvent.action == "result.read",
-                AuditEvent.resource_id == session_id,
-                AuditEvent.actor_id == actor_id,
-            )
+    query = (
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(
+            AuditEvent.action == "result.read",
+            AuditEvent.resource_id == session_id,
+            AuditEvent.actor_id == actor_id,
         )
-    return int(count or 0)
+    )
+    if spooled:
+        query = query.where(AuditEvent.event_key.is_not(None))
+    async with state.sessionmaker() as session:
+        return int(await session.scalar(query) or 0)
 
 
 async def test_the_short_path_answers_as_the_route_does_and_audits_each_read(
