@@ -36,7 +36,7 @@ from training.ner.calibrate import MemoEmbedder
 DATA = Path(__file__).resolve().parent / "ranking_data"
 VIGNETTES = DATA / "vignettes.json"
 HELDOUT = DATA / "heldout.jsonl"
-W_GRID = [0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.2]
+W_GRID = [0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8]
 L2_GRID = [1e-4, 1e-3, 1e-2]
 T_GRID = [0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15]
 FOLDS = 5
