@@ -40,6 +40,27 @@ W_GRID = [0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.2, 0.3, 0.5, 0
 L2_GRID = [1e-4, 1e-3, 1e-2]
 T_GRID = [0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15]
 FOLDS = 5
+COMPOSITES = 40  # per condition
+# Clauses that say nothing about the condition; composites mix one in so that the head learns to
+# look past them (written for MedSight).
+FILLERS = [
+    "I have been feeling really unwell lately",
+    "this has been going on for about a week",
+    "I don't know what is wrong with me",
+    "it is getting worse every day",
+    "I am really worried about it",
+    "I can't go to work because of it",
+    "it started a few days ago",
+    "I have never had anything like this before",
+    "nothing I try seems to help",
+    "I feel terrible and it is affecting my sleep",
+    "it comes and goes",
+    "my family has noticed it too",
+    "I'm not sure what to do",
+    "it has been bothering me for months",
+    "I just don't feel like myself",
+    "please help me figure out what this is",
+]
 
 
 def text_vectors(embedder: Any, texts: list[str]) -> np.ndarray:
@@ -74,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=None, help="report JSON")
     parser.add_argument("--no-save", action="store_true", help="do not write the head")
+    parser.add_argument("--compose", action="store_true", help="add composite descriptions")
     args = parser.parse_args()
     from backend.ml.nlp.pipeline import load_clinical_nlp, load_minilm_embedder
 
@@ -102,6 +124,26 @@ def main() -> None:
             v_y.append(index[cid])
             v_fold.append(j % FOLDS)
     xb = text_vectors(embedder, base_texts)
+    # Composite descriptions: the normalised mean of 2-5 clause vectors of one condition's
+    # phrases (plus, half the time, a filler clause), i.e. the text vector of a patient naming
+    # several of its symptoms at once. Built from profile phrases only, so no fold leaks.
+    if args.compose:
+        rng = np.random.default_rng(0)
+        filler_vecs = embedder.encode(FILLERS)
+        comp_x: list[np.ndarray] = []
+        comp_y: list[int] = []
+        for i, p in enumerate(profiles):
+            units = [c for t in p.phrases for c in (split_clauses(t) or [t])]
+            uv = embedder.encode(units)
+            for _ in range(COMPOSITES):
+                k = int(rng.integers(2, min(5, len(units)) + 1))
+                rows = [uv[j] for j in rng.choice(len(units), size=k, replace=False)]
+                if rng.random() < 0.5:
+                    rows.append(filler_vecs[int(rng.integers(len(FILLERS)))])
+                comp_x.append(mean_vector(np.stack(rows)))
+                comp_y.append(i)
+        xb = np.concatenate([xb, np.stack(comp_x)])
+        base_y = base_y + comp_y
     xv = text_vectors(embedder, v_texts)
     yb = np.array(base_y, dtype=np.int64)
     yv = np.array(v_y, dtype=np.int64)
@@ -163,6 +205,7 @@ def main() -> None:
         "trained_on": "profile phrases + authored vignettes (no Symptom2Disease text)",
         "texts": len(base_texts) + len(v_texts),
         "vignettes": len(v_texts),
+        "composites_per_condition": COMPOSITES if args.compose else 0,
         "l2": l2_best,
         "weight": w_best,
         "temperature": t_best,
