@@ -1,11 +1,11 @@
 """Train and check the supervised condition head on authored text only (never Symptom2Disease).
 
-Training text per condition: the profile's symptom phrases and descriptions
-(``backend/ml/nlp/data/conditions.json``) and the first-person lay vignettes in
-``training/ner/ranking_data/vignettes.json`` (written for this purpose from general medical
-knowledge). Steps:
+Training text per condition, all from ``backend/ml/nlp/data/conditions.json``: the profile's
+symptom phrases, descriptions and first-person lay ``vignettes`` (written for MedSight from
+general medical knowledge). Steps:
 
-1. the zero-shot ranker (no head) scores every vignette (the vignettes are not profile phrases);
+1. the zero-shot ranker (no head) scores every vignette with that vignette's fold removed from
+   the profiles (out-of-fold);
 2. 5-fold cross-validation over the vignettes (profile phrases always in training) gives
    out-of-fold head log-probabilities; the head weight ``w`` (score + w * log p) and the L2
    strength are chosen by out-of-fold top-1 accuracy over all profiles, the temperature by
@@ -20,6 +20,7 @@ Run: ``python -m training.ner.ranking_head [--out report.json] [--no-save]``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -30,11 +31,16 @@ from typing import Any
 import numpy as np
 
 from backend.ml.nlp.conditions import DEFAULT_PROFILES, profile_for_label
-from backend.ml.nlp.ranking import HEAD_FILE, ConditionHead, mean_vector, split_clauses
+from backend.ml.nlp.ranking import (
+    HEAD_FILE,
+    ConditionHead,
+    ConditionRanker,
+    mean_vector,
+    split_clauses,
+)
 from training.ner.calibrate import MemoEmbedder
 
 DATA = Path(__file__).resolve().parent / "ranking_data"
-VIGNETTES = DATA / "vignettes.json"
 HELDOUT = DATA / "heldout.jsonl"
 W_GRID = [0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8]
 L2_GRID = [1e-4, 1e-3, 1e-2]
@@ -110,18 +116,16 @@ def main() -> None:
     # -- training text ------------------------------------------------------------------------
     base_texts: list[str] = []
     base_y: list[int] = []
-    for i, p in enumerate(profiles):
-        for t in p.phrases:
-            base_texts.append(t)
-            base_y.append(i)
-    vig = json.loads(VIGNETTES.read_text(encoding="utf-8"))
     v_texts: list[str] = []
     v_y: list[int] = []
     v_fold: list[int] = []
-    for cid, texts in vig.items():
-        for j, t in enumerate(texts):
+    for i, p in enumerate(profiles):
+        for t in p.symptoms + p.descriptions:
+            base_texts.append(t)
+            base_y.append(i)
+        for j, t in enumerate(p.vignettes):
             v_texts.append(t)
-            v_y.append(index[cid])
+            v_y.append(i)
             v_fold.append(j % FOLDS)
     xb = text_vectors(embedder, base_texts)
     # Composite descriptions: the normalised mean of 2-5 clause vectors of one condition's
@@ -149,14 +153,34 @@ def main() -> None:
     yv = np.array(v_y, dtype=np.int64)
     fold = np.array(v_fold)
 
-    def zero_shot(texts: list[str]) -> np.ndarray:
+    ents: dict[str, Any] = {}
+
+    def zero_shot(texts: list[str], rk: Any = ranker) -> np.ndarray:
         out = np.zeros((len(texts), len(ids)))
         for r, t in enumerate(texts):
-            for item in ranker.rank(t, extractor.extract(t)):
+            if t not in ents:
+                ents[t] = extractor.extract(t)
+            for item in rk.rank(t, ents[t]):
                 out[r, index[item.profile.id]] = item.score
         return out
 
-    zv = zero_shot(v_texts)
+    def with_lay(mask: np.ndarray) -> Any:
+        extra: dict[int, list[str]] = {}
+        for t, y, m in zip(v_texts, v_y, mask, strict=True):
+            if m:
+                extra.setdefault(y, []).append(t)
+        prof = [
+            dataclasses.replace(p, vignettes=tuple(extra.get(i, [])))
+            for i, p in enumerate(profiles)
+        ]
+        return ConditionRanker(prof, extractor.symptoms, embedder)
+
+    # Out-of-fold zero-shot scores: the vignettes of the scored fold are removed from the
+    # profiles (the shipped ranker matches all of them, like the other descriptions).
+    zv = np.zeros((len(v_texts), len(ids)))
+    for f in range(FOLDS):
+        sel = [t for t, g in zip(v_texts, v_fold, strict=True) if g == f]
+        zv[fold == f] = zero_shot(sel, with_lay(fold != f))
 
     def weights(y: np.ndarray, is_vignette: np.ndarray) -> np.ndarray:
         # Every condition weighs the same in total; within a condition each text weighs the same.
@@ -212,7 +236,7 @@ def main() -> None:
         "cv_top1_all_profiles": round(acc_cv, 4),
         "cv_top1_zero_shot": round(float((zv.argmax(axis=1) == yv).mean()), 4),
         "cv_nll": round(nll_best, 4),
-        "inputs_sha256": sha256([DEFAULT_PROFILES, VIGNETTES]),
+        "inputs_sha256": sha256([DEFAULT_PROFILES]),
     }
     if not args.no_save:
         final.save(HEAD_FILE, meta)
@@ -224,7 +248,7 @@ def main() -> None:
     id_lab = {v: k for k, v in lab_id.items()}
     cand = np.array([cid in id_lab for cid in ids])
     h_texts = [r["text"] for r in rows]
-    zh = zero_shot(h_texts)
+    zh = zero_shot(h_texts, ranker)
     lh = final.log_proba(text_vectors(embedder, h_texts))
     true = [r["label"] for r in rows]
     held: dict[str, Any] = {}

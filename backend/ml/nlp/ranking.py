@@ -277,7 +277,7 @@ class ConditionRanker:
         sums = np.zeros(n, dtype=np.float64)
         counts = np.zeros(n, dtype=np.float64)
         for owner, p in enumerate(self.profiles):
-            for desc in p.descriptions:
+            for desc in (*p.descriptions, *p.vignettes):
                 sim = self._similarity(split_clauses(desc), desc)
                 mask = np.arange(n) != owner
                 sums[mask] += sim[mask]
