@@ -182,17 +182,15 @@ def main() -> None:
         sel = [t for t, g in zip(v_texts, v_fold, strict=True) if g == f]
         zv[fold == f] = zero_shot(sel, with_lay(fold != f))
 
-    def weights(y: np.ndarray, is_vignette: np.ndarray) -> np.ndarray:
+    def weights(y: np.ndarray) -> np.ndarray:
         # Every condition weighs the same in total; within a condition each text weighs the same.
         counts = np.bincount(y, minlength=len(ids)).astype(np.float64)
-        w = 1.0 / counts[y]
-        return w * np.where(is_vignette, 1.0, 1.0)
+        return 1.0 / counts[y]
 
     def fit(mask: np.ndarray, l2: float) -> ConditionHead:
         x = np.concatenate([xb, xv[mask]])
         y = np.concatenate([yb, yv[mask]])
-        isv = np.concatenate([np.zeros(len(yb), bool), np.ones(int(mask.sum()), bool)])
-        return ConditionHead.fit(x, y, ids, l2=l2, sample_weight=weights(y, isv))
+        return ConditionHead.fit(x, y, ids, l2=l2, sample_weight=weights(y))
 
     # -- cross-validation over the vignettes --------------------------------------------------
     cv: dict[str, Any] = {}
@@ -211,14 +209,15 @@ def main() -> None:
                 best = (acc, w, l2)
                 oof_best = oof
         cv[f"l2={l2} head alone"] = round(float((oof.argmax(axis=1) == yv).mean()), 4)
-    assert best is not None and oof_best is not None
+    if best is None or oof_best is None:
+        raise RuntimeError("no cross-validation result")
     acc_cv, w_best, l2_best = best
     scores = zv + w_best * oof_best
     t_best, nll_best = T_GRID[0], math.inf
     for t in T_GRID:
         s = scores / t
         m = s.max(axis=1, keepdims=True)
-        lse = (m[:, 0] + np.log(np.exp(s - m).sum(axis=1)))
+        lse = m[:, 0] + np.log(np.exp(s - m).sum(axis=1))
         nll = float((lse - s[np.arange(len(yv)), yv]).mean())
         if nll < nll_best:
             t_best, nll_best = t, nll
@@ -257,7 +256,10 @@ def main() -> None:
         pred = [id_lab[ids[k]] for k in closed]
         held[name] = closed_set(pred, true, h_labels)
         held[name]["top1_all_profiles"] = round(
-            float(np.mean([ids[k] == lab_id[t] for k, t in zip(sc.argmax(axis=1), true)])), 4
+            float(
+                np.mean([ids[k] == lab_id[t] for k, t in zip(sc.argmax(axis=1), true, strict=True)])
+            ),
+            4,
         )
     report = {"meta": meta, "cv": cv, "heldout": held, "seconds": round(time.time() - t0, 1)}
     print(json.dumps(report, indent=2))
