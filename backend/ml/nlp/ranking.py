@@ -23,9 +23,9 @@ as relative plausibility among the listed conditions, not as probabilities of di
 
 Supervised head (optional, embeddings only): a multinomial logistic regression on the text's
 MiniLM vector (the normalised mean of its clause vectors), trained by
-``python -m training.ner.ranking_head`` on authored text only -- every profile's phrases and
-descriptions plus first-person lay vignettes written for the purpose
-(``training/ner/ranking_data/vignettes.json``) -- never on Symptom2Disease rows. With a head,
+``python -m training.ner.ranking_head`` on authored text only -- every profile's symptom
+phrases, descriptions and first-person lay ``vignettes`` (written for MedSight; they are matched
+like descriptions too) -- never on Symptom2Disease rows. With a head,
 score(c) = sim(c) + LAMBDA * evidence(c) + w * log p_head(c); w and the softmax temperature
 come from cross-validation over those vignettes and are stored with the weights. The head is
 used only when it was trained for exactly the ranker's profile ids.
