@@ -16,6 +16,7 @@ from sqlalchemy import text
 from backend.accounts.auth_cache import AuthCache
 from backend.analysis.result_cache import ResultCache
 from backend.analysis.runtime import AnalysisRuntime
+from backend.audit.service import configure_chain_key
 from backend.audit.spool import AuditSpool
 from backend.config import Settings
 from backend.db.migrate import upgrade_database
@@ -43,6 +44,9 @@ def fixture_images() -> list[Path]:
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """SQLite file by default; MEDSIGHT_TEST_DATABASE_URL (PostgreSQL in CI) when set."""
+    # Every writer of the audit chain in this run (apps, spools, the CLI) keys it the same way,
+    # whichever test happens to write its first event.
+    configure_chain_key(TEST_AUDIT_KEY)
     if PG_URL:
         asyncio.run(_reset_postgres(PG_URL))
         upgrade_database(PG_URL)

@@ -128,6 +128,13 @@ class AuthCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    def peek_claims(self, token: str) -> TokenClaims | None:
+        """The claims `claims()` decoded for this token and keeps (unexpired), else None."""
+        entry = self._claims.get(token)
+        if entry is None or time.time() >= entry[1]:
+            return None
+        return entry[0]
+
     def claims(self, token: str, decode: Callable[[], TokenClaims]) -> TokenClaims:
         """A bearer token's verified claims: decode() once per token, kept until it expires."""
         entry = self._claims.get(token)

@@ -25,6 +25,7 @@ from backend.accounts.google import GoogleClients
 from backend.accounts.mailer import LogMailer, Mailer
 from backend.accounts.ratelimit import build_limiter, rate_limit_exceeded_handler
 from backend.analysis import router as analysis_router
+from backend.analysis.hot_reads import HotResultReads
 from backend.analysis.pipeline import metrics_observer
 from backend.analysis.result_cache import ResultCache
 from backend.analysis.router import ANALYSIS_EVENTS
@@ -220,6 +221,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app, extra_schemas=(*CHAT_EVENTS.values(), *ANALYSIS_EVENTS.values(), StowResponse)
     )
     # Order: the last added runs first. Request ids wrap everything, so even a 413 has one.
+    # Innermost: signed-in reads of a cached result skip routing and dependency solving.
+    app.add_middleware(HotResultReads)
+    app.add_middleware(health.Liveness)
     app.add_middleware(AnonymousCookieMiddleware, secure=settings.is_production)
     app.add_middleware(
         BodySizeLimitMiddleware,

@@ -158,7 +158,8 @@ async def record_audits(session: AsyncSession, events: Sequence[Mapping[str, Any
     rows: list[dict[str, Any]] = []
     for event in events:
         # Round-trip through JSON so the stored value and the hashed value are identical.
-        clean: dict[str, Any] = json.loads(json.dumps(event.get("details") or {}, default=str))
+        details = event.get("details")
+        clean: dict[str, Any] = json.loads(json.dumps(details, default=str)) if details else {}
         row: dict[str, Any] = {
             "ts": event.get("ts") or utcnow(),
             "actor_id": event.get("actor_id"),
@@ -171,11 +172,11 @@ async def record_audits(session: AsyncSession, events: Sequence[Mapping[str, Any
         row.update(details=clean, prev_hash=prev_hash, event_key=event.get("event_key"))
         rows.append(row)
         prev_hash = row["hash"]
-    # One multi-row INSERT. Ordered by parameter, so generated ids follow the chain on every
-    # database (verify_chain walks it by id).
-    await session.execute(
-        insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True), rows
-    )
+    # One executemany of the rows in chain order, so generated ids follow the chain
+    # (verify_chain walks it by id). Nothing is returned: asking for the ids in parameter order
+    # made SQLite run one statement, and one round trip to its thread, per event (≈ 0.5 ms of
+    # CPU each, as much as the cached read being audited).
+    await session.execute(insert(AuditEvent), rows)
 
 
 async def verify_chain(

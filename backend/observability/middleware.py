@@ -5,6 +5,7 @@ The timing itself is done by the API's one request middleware (`backend.api.midd
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Scope
@@ -12,6 +13,13 @@ from starlette.types import Scope
 from backend.observability.metrics import Metrics
 
 UNMATCHED = "<unmatched>"
+
+
+@dataclass(frozen=True)
+class RouteLabel:
+    """What a layer that answers before routing puts in `scope["route"]`: the template it serves."""
+
+    path: str
 
 
 def route_template(scope: Scope) -> str:

@@ -9,6 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from backend import __version__
+from backend.api.health import Health
 from backend.config import ConfigError, Settings
 from backend.db.migrate import check_database
 
@@ -32,8 +34,13 @@ async def test_health_reports_version_and_uptime(client: httpx.AsyncClient) -> N
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["version"] and body["uptime_s"] >= 0
+    assert Health.model_validate(body).version == __version__  # the documented schema
+    assert response.headers["content-type"] == "application/json"
     assert len(response.headers["x-request-id"]) >= 16
     assert response.headers["x-content-type-options"] == "nosniff"
+    # Answered before routing (backend.api.health.Liveness), yet labelled like a routed request.
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/api/v1/health"' in metrics
 
 
 async def test_request_id_is_echoed_when_safe(client: httpx.AsyncClient) -> None:

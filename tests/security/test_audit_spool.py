@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.audit.service import record_audit, record_audits, verify_audit_chain
@@ -27,8 +27,8 @@ from backend.audit.spool import AuditSpool, _event
 from backend.db.models import AuditEvent
 from backend.db.session import create_engine, create_sessionmaker, transaction
 from backend.errors import ServiceUnavailableError
-from tests.conftest import parts
 from tests.security.conftest import client_for, finished_analysis, fresh_peer, register_and_login
+from tests.security.test_hot_reads import audited_reads
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -225,25 +225,14 @@ async def test_reads_are_refused_when_the_backlog_is_full(factory: Any, tmp_path
 
 async def test_result_reads_are_audited_through_the_spool(app_with: Any, database_url: str) -> None:
     async with app_with(auth_required=True) as app:
-        state = parts(app)
         async with client_for(app, fresh_peer()) as client:
             alice = await register_and_login(client)
             session_id = await finished_analysis(client, alice["headers"])
             url = f"/api/v1/analyze/result/{session_id}"
             for _ in range(2):  # the second read is served from the result cache
                 assert (await client.get(url, headers=alice["headers"])).status_code == 200
-        await state.audit.drained()
-        async with state.sessionmaker() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(AuditEvent)
-                .where(
-                    AuditEvent.action == "result.read",
-                    AuditEvent.resource_id == session_id,
-                    AuditEvent.actor_id == alice["id"],
-                    AuditEvent.event_key.is_not(None),
-                )
-            )
+        # Both spooled (an event key each), the cached one too.
+        count = await audited_reads(app, session_id, alice["id"], spooled=True)
         assert count == 2
     await _verified(database_url)
 
@@ -276,5 +265,26 @@ async def test_a_failed_disk_write_refuses_the_read_and_leaves_no_torn_line(
             assert [line["resource_id"] for line in lines] == ["1", "3"]
         await asyncio.wait_for(spool.drained(), timeout=60)
         assert [r.resource_id for r in await _rows(factory, action)] == ["1", "3"]
+    finally:
+        await spool.stop()
+
+
+async def test_reads_faster_than_the_chain_wait_for_it_instead_of_being_refused(
+    factory: Any, tmp_path: Path
+) -> None:
+    spool = AuditSpool(tmp_path, factory, high_water=5, max_pending=100)
+    await spool.start()
+    action = f"test.spool.{uuid.uuid4().hex[:8]}"
+    try:
+        async with _chain_locked(factory):  # the chain is slow: nothing is appended meanwhile
+            for _ in range(5):
+                await asyncio.wait_for(spool.append(action=action), timeout=5)
+            held = asyncio.create_task(spool.append(action=action))
+            await asyncio.sleep(0.5)
+            assert not held.done(), "a read above the high-water mark did not wait"
+        # The chain moves again: the held read is answered, not refused, and nothing is lost.
+        await asyncio.wait_for(held, timeout=30)
+        await asyncio.wait_for(spool.drained(), timeout=60)
+        assert len(await _rows(factory, action)) == 6
     finally:
         await spool.stop()
