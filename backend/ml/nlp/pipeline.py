@@ -42,6 +42,9 @@ class PrefetchingEmbedder:
 
     def __init__(self, inner: TextEmbedder) -> None:
         self.inner = inner
+        # See ranking.encode_phrases: what lets the profile phrases' vectors be reused.
+        self.identity = getattr(inner, "identity", None)
+        self.cache_dir = getattr(inner, "cache_dir", None)
         self._local = threading.local()
 
     @contextlib.contextmanager

@@ -33,10 +33,15 @@ used only when it was trained for exactly the ranker's profile ids.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
+import os
 import re
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +49,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from backend.ml.embeddings import EMBEDDING_DIM
 from backend.ml.nlp.conditions import ConditionProfile
 from backend.ml.nlp.types import Entity, TextEmbedder
 from backend.ml.nlp.vocab import DATA_DIR, SymptomMatcher
+from backend.ml.onnx_cache import record_digest, verified
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +217,61 @@ class Ranked:
         }
 
 
+_PHRASE_VECTORS: dict[tuple[str, str], npt.NDArray[np.float32]] = {}
+_PHRASE_LOCK = threading.Lock()
+
+
+def encode_phrases(embedder: TextEmbedder, phrases: list[str]) -> npt.NDArray[np.float32]:
+    """The profile phrases' vectors, encoded once per encoder and phrase set.
+
+    An encoder that names its weights (``identity``: the ONNX encoder's content-addressed graph)
+    is trusted to give the same vectors again, so they are kept for the process and, when the
+    encoder has a ``cache_dir`` (the folder of its graph), on disk beside the graph with a
+    digest checked before each load: about 1,500 phrases took 6-12 s of every start on
+    2 cores. Without an identity the phrases are encoded every time.
+    """
+    identity = getattr(embedder, "identity", None)
+    if not identity:
+        return np.asarray(embedder.encode(phrases), dtype=np.float32)
+    key = (str(identity), hashlib.sha256("\n".join(phrases).encode()).hexdigest())
+    with _PHRASE_LOCK:
+        cached = _PHRASE_VECTORS.get(key)
+    if cached is not None:
+        return cached
+    cache_dir = getattr(embedder, "cache_dir", None)
+    path = None
+    if cache_dir is not None:
+        name = hashlib.sha256("|".join(key).encode()).hexdigest()[:24]
+        path = Path(cache_dir) / f"condition-phrases-{name}.npy"
+        if verified(path):
+            with contextlib.suppress(OSError, ValueError):
+                loaded = np.load(path, allow_pickle=False)
+                if loaded.shape == (len(phrases), EMBEDDING_DIM):
+                    cached = loaded.astype(np.float32, copy=False)
+    if cached is None:
+        cached = np.asarray(embedder.encode(phrases), dtype=np.float32)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                _save_verified(path, cached)
+    cached.setflags(write=False)
+    with _PHRASE_LOCK:
+        _PHRASE_VECTORS[key] = cached
+    return cached
+
+
+def _save_verified(path: Path, array: npt.NDArray[np.float32]) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        record_digest(path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 class ConditionRanker:
     """Ranks condition profiles for a text; embedder None selects the lexical fallback."""
 
@@ -247,7 +309,7 @@ class ConditionRanker:
         self._phrase_vecs: npt.NDArray[np.float32] | None = None
         self._phrase_words = [content_words(ph) for ph in self._phrases]
         if embedder is not None:
-            self._phrase_vecs = np.asarray(embedder.encode(self._phrases), dtype=np.float32)
+            self._phrase_vecs = encode_phrases(embedder, self._phrases)
         self._offset = np.zeros(n, dtype=np.float32)
         if hub_correction:
             self._offset = self._hub_offsets()
