@@ -202,6 +202,10 @@ class OnnxSentenceEncoder:
             (example["input_ids"], example["attention_mask"]),
         )
         self.encoder = OnnxEncoder(path, threads=threads)
+        # Names the weights (the graph's name is a digest of them) and the input length: the
+        # same identity gives the same vectors (ranking.encode_phrases reuses them).
+        self.identity = f"{path.name}|{max_seq_length}"
+        self.cache_dir = path.parent
 
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """(n, 384) L2-normalised float32, one text per run.

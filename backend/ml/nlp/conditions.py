@@ -13,7 +13,7 @@ DEFAULT_PROFILES = DATA_DIR / "conditions.json"
 
 @dataclass(frozen=True)
 class ConditionProfile:
-    """One condition: names, symptom phrases, descriptions and key symptoms (vocabulary names)."""
+    """One condition: names, symptom phrases, descriptions, lay vignettes, key symptoms."""
 
     id: str
     name: str
@@ -23,11 +23,12 @@ class ConditionProfile:
     descriptions: tuple[str, ...]
     key_symptoms: tuple[str, ...]
     sources: tuple[str, ...]
+    vignettes: tuple[str, ...] = ()  # authored first-person lay descriptions (see data README)
 
     @property
     def phrases(self) -> tuple[str, ...]:
         """Every text the embedding matcher compares against."""
-        return self.symptoms + self.descriptions
+        return self.symptoms + self.descriptions + self.vignettes
 
     def matches_label(self, label: str) -> bool:
         """True if a dataset label names this condition (case-insensitive)."""
@@ -50,6 +51,7 @@ def load_profiles(path: Path = DEFAULT_PROFILES) -> list[ConditionProfile]:
                 descriptions=tuple(c.get("descriptions", [])),
                 key_symptoms=tuple(c.get("key_symptoms", [])),
                 sources=tuple(c.get("sources", [])),
+                vignettes=tuple(c.get("vignettes", [])),
             )
         )
     ids = [p.id for p in out]

@@ -18,7 +18,7 @@ from backend.config import default_models_dir
 from backend.ml.embeddings import EMBEDDING_DIM
 from backend.ml.nlp.conditions import DEFAULT_PROFILES, ConditionProfile, load_profiles
 from backend.ml.nlp.extraction import EntityExtractor
-from backend.ml.nlp.ranking import ConditionRanker, split_clauses
+from backend.ml.nlp.ranking import ConditionHead, ConditionRanker, split_clauses
 from backend.ml.nlp.types import NLPResult, TextEmbedder, empty_groups
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ class PrefetchingEmbedder:
 
     def __init__(self, inner: TextEmbedder) -> None:
         self.inner = inner
+        # See ranking.encode_phrases: what lets the profile phrases' vectors be reused.
+        self.identity = getattr(inner, "identity", None)
+        self.cache_dir = getattr(inner, "cache_dir", None)
         self._local = threading.local()
 
     @contextlib.contextmanager
@@ -172,6 +175,7 @@ def load_clinical_nlp(
     runtime: str = "auto",
     cache_dir: Path | None = None,
     parallel: bool = True,
+    use_head: bool = True,
 ) -> ClinicalNLP:
     """Build the NLP stage. model_dir None: shipped model; embedder None: lexical ranking.
 
@@ -182,6 +186,9 @@ def load_clinical_nlp(
     :func:`backend.ml.onnx_text.default_cache_dir` (files are keyed by the weights' digest).
     ``parallel`` embeds the clauses on a second thread while entities are extracted (off
     for one-core deployments such as Celery workers started with ``INFERENCE_THREADS=1``).
+    ``use_head`` adds the shipped supervised condition head (``ranking.HEAD_FILE``) to the
+    embedding ranking; it needs an embedder and is skipped for a custom profile set it was not
+    trained for.
     """
     from backend.ml.nlp.ner_model import META_FILE, NERTagger  # torch: only when building
     from backend.ml.onnx_text import default_cache_dir, resolve_runtime
@@ -207,8 +214,13 @@ def load_clinical_nlp(
 
             embedder = OnnxSentenceEncoder(st_model, onnx_dir)
         embedder = PrefetchingEmbedder(embedder)
-    ranker = ConditionRanker(profiles, extractor.symptoms, embedder)
+    head = ConditionHead.load() if use_head and embedder is not None else None
+    ranker = ConditionRanker(profiles, extractor.symptoms, embedder, head=head)
     version = str(metadata.get("version", mdir.name if use_ner else "rules-only"))
-    metadata["ranking"] = {"method": ranker.method, "profiles": len(profiles)}
+    metadata["ranking"] = {
+        "method": ranker.method,
+        "profiles": len(profiles),
+        "head": ranker.head is not None,
+    }
     metadata["runtime"] = runtime
     return ClinicalNLP(extractor, ranker, version, metadata, parallel=parallel)

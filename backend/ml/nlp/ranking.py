@@ -20,25 +20,47 @@ Confidence: softmax(score / T) over the candidate conditions. T is fixed per met
 ``TEMPERATURE``) by leave-one-out on the profiles' own lay descriptions (each description removed
 from its profile and used as a query), so it is not fitted to any evaluation set. Read the numbers
 as relative plausibility among the listed conditions, not as probabilities of disease.
+
+Supervised head (optional, embeddings only): a multinomial logistic regression on the text's
+MiniLM vector (the normalised mean of its clause vectors), trained by
+``python -m training.ner.ranking_head`` on authored text only -- every profile's symptom
+phrases, descriptions and first-person lay ``vignettes`` (written for MedSight; they are matched
+like descriptions too) -- never on Symptom2Disease rows. With a head,
+score(c) = sim(c) + LAMBDA * evidence(c) + w * log p_head(c); w and the softmax temperature
+come from cross-validation over those vignettes and are stored with the weights. The head is
+used only when it was trained for exactly the ranker's profile ids.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
 import math
+import os
 import re
+import tempfile
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from backend.ml.embeddings import EMBEDDING_DIM
 from backend.ml.nlp.conditions import ConditionProfile
 from backend.ml.nlp.types import Entity, TextEmbedder
-from backend.ml.nlp.vocab import SymptomMatcher
+from backend.ml.nlp.vocab import DATA_DIR, SymptomMatcher
+from backend.ml.onnx_cache import record_digest, verified
+
+logger = logging.getLogger(__name__)
 
 LAMBDA = {"embedding": 0.3, "rules": 0.35}
-# Re-derived with `python -m training.ner.calibrate` after the profile/IDF update (101 leave-one-out
-# queries): embedding T=0.05 (top-1 0.83, NLL 0.69), rules T=0.06 (top-1 0.69, NLL 0.79).
+# Re-derived with `python -m training.ner.calibrate` after the vignettes were added (101
+# leave-one-out queries): embedding T=0.05 (top-1 0.84, NLL 0.57), rules T=0.06 (top-1 0.83,
+# NLL 0.56); both unchanged. With the supervised head the head's own temperature is used.
 TEMPERATURE = {"embedding": 0.05, "rules": 0.06}
 IDF_FLOOR = 0.05  # weight of a symptom listed by half the profiles or more
 NAMED = 0.3  # evidence for a condition named in the text (x0.75 when hedged)
@@ -51,6 +73,7 @@ _STOP = frozenset(
     "feel feeling felt get getting got been having like been".split()
 )
 MAX_CLAUSES = 12
+HEAD_FILE = DATA_DIR / "condition_head.npz"
 
 
 def split_clauses(text: str) -> list[str]:
@@ -72,6 +95,103 @@ def _stem(word: str) -> str:
 def content_words(text: str) -> frozenset[str]:
     """Stemmed content words (stop words dropped)."""
     return frozenset(_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP)
+
+
+def mean_vector(clause_vecs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """L2-normalised mean of clause vectors: the text vector of the ranker and of its head."""
+    whole: npt.NDArray[np.float32] = clause_vecs.mean(axis=0).astype(np.float32)
+    whole /= max(float(np.linalg.norm(whole)), 1e-8)
+    return whole
+
+
+@dataclass(frozen=True)
+class ConditionHead:
+    """Multinomial logistic regression over condition ids on a text vector.
+
+    ``weights`` (dim, classes) and ``bias`` (classes,); ``weight`` scales log p in the ranking
+    score and ``temperature`` replaces the zero-shot one (both chosen by cross-validation on
+    the authored training text, see ``training/ner/ranking_head.py``).
+    """
+
+    ids: tuple[str, ...]
+    weights: npt.NDArray[np.float32]
+    bias: npt.NDArray[np.float32]
+    weight: float = 0.0
+    temperature: float = 0.05
+
+    def log_proba(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """log p(class | text vector), one row per input row (or a vector for one input)."""
+        z = np.asarray(x, dtype=np.float64) @ self.weights.astype(np.float64) + self.bias
+        z = z - z.max(axis=-1, keepdims=True)
+        out: npt.NDArray[np.float64] = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        return out
+
+    @classmethod
+    def fit(
+        cls,
+        x: npt.NDArray[np.float32],
+        y: npt.NDArray[np.int64],
+        ids: tuple[str, ...],
+        *,
+        l2: float = 1e-3,
+        steps: int = 300,
+        lr: float = 0.05,
+        sample_weight: npt.NDArray[np.float64] | None = None,
+    ) -> ConditionHead:
+        """Full-batch Adam on the weighted cross-entropy plus L2; deterministic (zero start)."""
+        n, d = x.shape
+        k = len(ids)
+        xs = np.asarray(x, dtype=np.float64)
+        sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        sw = sw / sw.sum()
+        onehot = np.zeros((n, k))
+        onehot[np.arange(n), y] = 1.0
+        w = np.zeros((d, k))
+        b = np.zeros(k)
+        mw, vw, mb, vb = np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        for t in range(1, steps + 1):
+            z = xs @ w + b
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=1, keepdims=True)
+            g = (p - onehot) * sw[:, None]
+            gw = xs.T @ g + l2 * w
+            gb = g.sum(axis=0)
+            mw = b1 * mw + (1 - b1) * gw
+            vw = b2 * vw + (1 - b2) * gw * gw
+            mb = b1 * mb + (1 - b1) * gb
+            vb = b2 * vb + (1 - b2) * gb * gb
+            c1, c2 = 1 - b1**t, 1 - b2**t
+            w -= lr * (mw / c1) / (np.sqrt(vw / c2) + eps)
+            b -= lr * (mb / c1) / (np.sqrt(vb / c2) + eps)
+        return cls(ids, w.astype(np.float32), b.astype(np.float32))
+
+    def save(self, path: Path, meta: dict[str, Any]) -> None:
+        """Write the head and a JSON string of its provenance to an ``.npz`` file."""
+        np.savez_compressed(
+            path,
+            ids=np.array(self.ids),
+            weights=self.weights,
+            bias=self.bias,
+            weight=np.float64(self.weight),
+            temperature=np.float64(self.temperature),
+            meta=np.array(json.dumps(meta, sort_keys=True)),
+        )
+
+    @classmethod
+    def load(cls, path: Path = HEAD_FILE) -> ConditionHead | None:
+        """The head stored at ``path``; None when there is none."""
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                tuple(str(i) for i in z["ids"]),
+                np.asarray(z["weights"], dtype=np.float32),
+                np.asarray(z["bias"], dtype=np.float32),
+                float(z["weight"]),
+                float(z["temperature"]),
+            )
 
 
 @dataclass
@@ -97,6 +217,61 @@ class Ranked:
         }
 
 
+_PHRASE_VECTORS: dict[tuple[str, str], npt.NDArray[np.float32]] = {}
+_PHRASE_LOCK = threading.Lock()
+
+
+def encode_phrases(embedder: TextEmbedder, phrases: list[str]) -> npt.NDArray[np.float32]:
+    """The profile phrases' vectors, encoded once per encoder and phrase set.
+
+    An encoder that names its weights (``identity``: the ONNX encoder's content-addressed graph)
+    is trusted to give the same vectors again, so they are kept for the process and, when the
+    encoder has a ``cache_dir`` (the folder of its graph), on disk beside the graph with a
+    digest checked before each load: about 1,500 phrases took 6-12 s of every start on
+    2 cores. Without an identity the phrases are encoded every time.
+    """
+    identity = getattr(embedder, "identity", None)
+    if not identity:
+        return np.asarray(embedder.encode(phrases), dtype=np.float32)
+    key = (str(identity), hashlib.sha256("\n".join(phrases).encode()).hexdigest())
+    with _PHRASE_LOCK:
+        cached = _PHRASE_VECTORS.get(key)
+    if cached is not None:
+        return cached
+    cache_dir = getattr(embedder, "cache_dir", None)
+    path = None
+    if cache_dir is not None:
+        name = hashlib.sha256("|".join(key).encode()).hexdigest()[:24]
+        path = Path(cache_dir) / f"condition-phrases-{name}.npy"
+        if verified(path):
+            with contextlib.suppress(OSError, ValueError):
+                loaded = np.load(path, allow_pickle=False)
+                if loaded.shape == (len(phrases), EMBEDDING_DIM):
+                    cached = loaded.astype(np.float32, copy=False)
+    if cached is None:
+        cached = np.asarray(embedder.encode(phrases), dtype=np.float32)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                _save_verified(path, cached)
+    cached.setflags(write=False)
+    with _PHRASE_LOCK:
+        _PHRASE_VECTORS[key] = cached
+    return cached
+
+
+def _save_verified(path: Path, array: npt.NDArray[np.float32]) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        record_digest(path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 class ConditionRanker:
     """Ranks condition profiles for a text; embedder None selects the lexical fallback."""
 
@@ -109,6 +284,7 @@ class ConditionRanker:
         whole_text: bool = False,
         clause_weight: float = 0.5,
         evidence_weight: float | None = None,
+        head: ConditionHead | None = None,
     ) -> None:
         self.profiles = profiles
         self.whole_text = whole_text
@@ -133,14 +309,24 @@ class ConditionRanker:
         self._phrase_vecs: npt.NDArray[np.float32] | None = None
         self._phrase_words = [content_words(ph) for ph in self._phrases]
         if embedder is not None:
-            self._phrase_vecs = np.asarray(embedder.encode(self._phrases), dtype=np.float32)
+            self._phrase_vecs = encode_phrases(embedder, self._phrases)
         self._offset = np.zeros(n, dtype=np.float32)
         if hub_correction:
             self._offset = self._hub_offsets()
+        self.head: ConditionHead | None = None
+        self._head_index: npt.NDArray[np.int64] | None = None
+        if head is not None and embedder is not None:
+            ids = [p.id for p in profiles]
+            if sorted(head.ids) == sorted(ids):
+                self.head = head
+                pos = {cid: i for i, cid in enumerate(head.ids)}
+                self._head_index = np.array([pos[cid] for cid in ids], dtype=np.int64)
+            else:
+                logger.warning("condition head ignored: it was trained for other condition ids")
 
     def _similarity(self, clauses: list[str], text: str) -> npt.NDArray[np.float32]:
         if self.method == "embedding":
-            return self._similarity_embedding(clauses, text)
+            return self._similarity_embedding(clauses, text)[0]
         return self._similarity_rules(clauses)
 
     def _hub_offsets(self) -> npt.NDArray[np.float32]:
@@ -154,7 +340,7 @@ class ConditionRanker:
         sums = np.zeros(n, dtype=np.float64)
         counts = np.zeros(n, dtype=np.float64)
         for owner, p in enumerate(self.profiles):
-            for desc in p.descriptions:
+            for desc in (*p.descriptions, *p.vignettes):
                 sim = self._similarity(split_clauses(desc), desc)
                 mask = np.arange(n) != owner
                 sums[mask] += sim[mask]
@@ -164,7 +350,10 @@ class ConditionRanker:
         return out
 
     # -- similarity -------------------------------------------------------------------------
-    def _similarity_embedding(self, clauses: list[str], text: str) -> npt.NDArray[np.float32]:
+    def _similarity_embedding(
+        self, clauses: list[str], text: str
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Per-profile similarity and the text vector (mean of the clause vectors)."""
         if self.embedder is None or self._phrase_vecs is None:
             raise RuntimeError("embedding similarity needs an embedder")
         if self.whole_text:
@@ -172,8 +361,7 @@ class ConditionRanker:
             q, whole = both[:-1], both[-1]
         else:
             q = np.asarray(self.embedder.encode(clauses), dtype=np.float32)
-            whole = q.mean(axis=0)
-            whole /= max(float(np.linalg.norm(whole)), 1e-8)
+            whole = mean_vector(q)
         sims = q @ self._phrase_vecs.T  # (clauses, phrases)
         whole_sims = self._phrase_vecs @ whole
         n = len(self.profiles)
@@ -183,7 +371,7 @@ class ConditionRanker:
         np.maximum.at(best_whole, self._phrase_owner, whole_sims)
         w = self.clause_weight
         out: npt.NDArray[np.float32] = w * per_clause.mean(axis=0) + (1.0 - w) * best_whole
-        return out
+        return out, mean_vector(q)
 
     def _similarity_rules(self, clauses: list[str]) -> npt.NDArray[np.float32]:
         n = len(self.profiles)
@@ -254,17 +442,31 @@ class ConditionRanker:
         clauses = split_clauses(text)
         if not clauses:
             return []
-        sim = self._similarity(clauses, text) - self._offset
+        t = TEMPERATURE[self.method]
+        head = np.zeros(len(self.profiles), dtype=np.float64)
+        if self.method == "embedding":
+            raw, vec = self._similarity_embedding(clauses, text)
+            if self.head is not None and self._head_index is not None:
+                head = self.head.weight * self.head.log_proba(vec)[self._head_index]
+                t = self.head.temperature
+        else:
+            raw = self._similarity_rules(clauses)
+        sim = raw - self._offset
         ev, notes = self._evidence(entities)
         lam = self.lam
         ranked = [
-            Ranked(p, float(sim[i] + lam * ev[i]), float(sim[i]), float(ev[i]), notes=notes[i])
+            Ranked(
+                p,
+                float(sim[i] + lam * ev[i] + head[i]),
+                float(sim[i]),
+                float(ev[i]),
+                notes=notes[i],
+            )
             for i, p in enumerate(self.profiles)
             if candidates is None or p.id in candidates
         ]
         if not ranked:
             return []
-        t = TEMPERATURE[self.method]
         scores = np.array([r.score for r in ranked], dtype=np.float64) / t
         probs = np.exp(scores - scores.max())
         probs /= probs.sum()

@@ -62,3 +62,29 @@ def test_sentence_encoder_matches_torch_and_prefetch_changes_nothing(tmp_path: P
     with pre.provided(texts[:2], plain[:2]):
         mixed = pre.encode(texts)  # two handed over, two computed
     assert np.allclose(mixed, plain, atol=1e-6)
+
+
+def test_profile_phrase_vectors_are_reused_only_while_they_verify(tmp_path: Path) -> None:
+    from backend.ml.embeddings import OnnxSentenceEncoder
+    from backend.ml.nlp import ranking
+
+    st = load_minilm_embedder()
+    onnx = OnnxSentenceEncoder(st.sentence_transformer, tmp_path)
+    phrases = [f"{NOTE} ({n})" for n in range(3)]  # a phrase set no other test encodes
+    first = ranking.encode_phrases(PrefetchingEmbedder(onnx), phrases)
+    assert np.allclose(first, onnx.encode(phrases), atol=1e-6)
+    (saved,) = tmp_path.glob("condition-phrases-*.npy")
+    assert saved.with_name(saved.name + ".sha256").is_file()
+
+    # A new process (the in-process copy forgotten) loads them from disk ...
+    ranking._PHRASE_VECTORS.clear()
+    assert np.array_equal(ranking.encode_phrases(onnx, phrases), first)
+    # ... unless the file was altered: then they are encoded again, not trusted.
+    ranking._PHRASE_VECTORS.clear()
+    planted = np.zeros_like(first)
+    np.save(saved, planted, allow_pickle=False)
+    again = ranking.encode_phrases(onnx, phrases)
+    assert np.allclose(again, first, atol=1e-6)
+    # Another phrase set is never answered from this one's vectors.
+    other = ranking.encode_phrases(onnx, phrases[:2])
+    assert other.shape == (2, 384)

@@ -113,3 +113,61 @@ def test_lay_asthma_and_pneumonia_texts(extractor: Any, ranker: ConditionRanker)
     for expected, text in cases.items():
         ranked = ranker.rank(text, extractor.extract(text), candidates=cands)
         assert ranked[0].profile.id == expected, [r.profile.id for r in ranked[:3]]
+
+
+class _ToyEmbedder:
+    """Deterministic 8-d 'embedding': one axis per keyword, so the head has something to learn."""
+
+    WORDS = ("itch", "rash", "cough", "fever", "pee", "burn", "head", "sneez")
+
+    def encode(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        rows = []
+        for t in texts:
+            v = np.array([float(w in t.lower()) for w in self.WORDS]) + 0.01
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, dtype=np.float32)
+
+
+def test_condition_head_fits_and_ranks(extractor: Any) -> None:
+    import numpy as np
+
+    from backend.ml.nlp.ranking import ConditionHead
+
+    emb = _ToyEmbedder()
+    profiles = [p for p in load_profiles() if p.id in {"uti", "fungal_infection", "common_cold"}]
+    ids = tuple(p.id for p in profiles)
+    texts = {"uti": ["it burns when I pee"], "fungal_infection": ["itchy rash"],
+             "common_cold": ["sneezing and a cough"]}  # fmt: skip
+    x = np.concatenate([emb.encode(texts[i]) for i in ids])
+    head = ConditionHead.fit(x, np.arange(len(ids)), ids, steps=200)
+    head = ConditionHead(head.ids, head.weights, head.bias, weight=0.5, temperature=0.05)
+    lp = head.log_proba(emb.encode(["my skin has an itchy rash"]))[0]
+    assert ids[int(np.argmax(lp))] == "fungal_infection"
+    assert abs(float(np.exp(lp).sum()) - 1.0) < 1e-6
+    ranker = ConditionRanker(profiles, extractor.symptoms, emb, head=head)
+    assert ranker.head is head
+    text = "it burns when I pee"
+    ranked = ranker.rank(text, extractor.extract(text))
+    assert ranked[0].profile.id == "uti"
+    assert abs(sum(r.confidence for r in ranked) - 1.0) < 1e-6
+    # A head trained for other ids is ignored, not misapplied.
+    other = ConditionRanker(profiles[:2], extractor.symptoms, emb, head=head)
+    assert other.head is None
+
+
+def test_shipped_head_matches_the_shipped_profiles(tmp_path: Any) -> None:
+    import numpy as np
+
+    from backend.ml.nlp.ranking import HEAD_FILE, ConditionHead
+
+    head = ConditionHead.load()
+    assert head is not None, f"missing {HEAD_FILE}"
+    assert sorted(head.ids) == sorted(p.id for p in load_profiles())
+    assert head.weights.shape == (384, len(head.ids)) and head.weight > 0 < head.temperature
+    head.save(tmp_path / "h.npz", {"x": 1})
+    again = ConditionHead.load(tmp_path / "h.npz")
+    assert again is not None and again.ids == head.ids
+    assert np.array_equal(again.weights, head.weights)
+    assert ConditionHead.load(tmp_path / "none.npz") is None
