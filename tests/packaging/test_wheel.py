@@ -82,9 +82,11 @@ def test_installed_wheel_serves_analysis_chat_and_pdf(served: Served) -> None:
 
     # Derived files went to the data folder under HOME, none beside the read-only weights.
     cache = served.installed.home / ".local" / "share" / "medsight" / "model-cache"
-    graphs = sorted(p.suffix for p in cache.iterdir() if p.suffix != ".sha256")  # + digests
-    assert graphs == [".onnx", ".onnx", ".onnx"]
-    assert not list(site.rglob("*.onnx"))
+    # (+ digests): three graphs and the condition profiles' phrase vectors.
+    derived = sorted(p.suffix for p in cache.iterdir() if p.suffix != ".sha256")
+    assert derived == [".npy", ".onnx", ".onnx", ".onnx"]
+    assert all(p.with_name(p.name + ".sha256").is_file() for p in cache.glob("*.np[y]"))
+    assert not list(site.rglob("*.onnx")) and not list(site.rglob("condition-phrases-*"))
 
 
 def _sse(response: httpx.Response) -> list[tuple[str, dict[str, object]]]:
