@@ -22,7 +22,6 @@ committed state, is dropped too).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+
+from backend.web.single_flight import SingleFlight
 
 if TYPE_CHECKING:
     from backend.accounts.tokens import TokenClaims
@@ -60,7 +61,7 @@ class AuthCache:
         self._entries: OrderedDict[tuple[str, ...], tuple[Identity, float, int, int]] = (
             OrderedDict()
         )
-        self._inflight: dict[tuple[str, ...], asyncio.Future[Identity]] = {}
+        self._flights: SingleFlight[tuple[str, ...], Identity] = SingleFlight()
         self._claims: OrderedDict[str, tuple[TokenClaims, float]] = OrderedDict()
 
     def get(self, key: tuple[str, ...]) -> Identity | None:
@@ -87,34 +88,17 @@ class AuthCache:
         identity = self.get(key)
         if identity is not None:
             return identity
-        while (pending := self._inflight.get(key)) is not None:
-            try:
-                return await asyncio.shield(pending)
-            except asyncio.CancelledError:
-                if not pending.cancelled():
-                    raise  # this request was cancelled
-                # The verifying request was cancelled (its client left): verify again.
-        pending = asyncio.get_running_loop().create_future()
-        pending.add_done_callback(_retrieve)
-        self._inflight[key] = pending
-        # A revocation committed while verify() reads the database must still win: nothing
-        # is stored when any revocation happened meanwhile.
-        revocations, generation = _revocations, _generation
-        try:
-            identity = await verify()
-        except asyncio.CancelledError:
-            pending.cancel()
-            raise
-        except BaseException as exc:
-            pending.set_exception(exc)
-            raise
-        finally:
-            del self._inflight[key]
-        if not pending.done():
-            pending.set_result(identity)
-        if revocations == _revocations:
-            self.put(key, identity, generation=generation)
-        return identity
+
+        async def verify_and_keep() -> Identity:
+            # A revocation committed while verify() reads the database must still win:
+            # nothing is stored when any revocation happened meanwhile.
+            revocations, generation = _revocations, _generation
+            verified = await verify()
+            if revocations == _revocations:
+                self.put(key, verified, generation=generation)
+            return verified
+
+        return await self._flights.run(key, verify_and_keep)
 
     def put(
         self, key: tuple[str, ...], identity: Identity, *, generation: int | None = None
@@ -148,12 +132,6 @@ class AuthCache:
             while len(self._claims) > self.max_entries:
                 self._claims.popitem(last=False)
         return claims
-
-
-def _retrieve(future: asyncio.Future[Identity]) -> None:
-    # A verification nobody else waited for must not log "exception was never retrieved".
-    if not future.cancelled():
-        future.exception()
 
 
 def credentials_revoked(session: AsyncSession, user_id: str | None = None) -> None:

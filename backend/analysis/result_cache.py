@@ -12,13 +12,14 @@ is cached). Deletions made by this process discard their entries at once (``disc
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from backend.web.single_flight import SingleFlight
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 # Entries are keyed by analysis id, or `<id>#<variant>` for other forms of the same result.
@@ -55,7 +56,7 @@ class ResultCache:
         self._items: OrderedDict[str, CachedBody] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._inflight: dict[tuple[str, str], asyncio.Future[CachedBody]] = {}
+        self._flights: SingleFlight[tuple[str, str], CachedBody] = SingleFlight()
 
     async def single_flight(
         self, key: tuple[str, str], load: Callable[[], Awaitable[CachedBody]]
@@ -65,28 +66,7 @@ class ResultCache:
         Under 200 connections an entry's periodic check otherwise sent up to 200 identical
         queries at once.
         """
-        while (pending := self._inflight.get(key)) is not None:
-            try:
-                return await asyncio.shield(pending)
-            except asyncio.CancelledError:
-                if not pending.cancelled():
-                    raise  # this caller was cancelled
-                # The loading caller was cancelled (its client left): load again.
-        pending = asyncio.get_running_loop().create_future()
-        pending.add_done_callback(_retrieve)
-        self._inflight[key] = pending
-        try:
-            body = await load()
-        except asyncio.CancelledError:
-            pending.cancel()
-            raise
-        except BaseException as exc:
-            pending.set_exception(exc)
-            raise
-        finally:
-            del self._inflight[key]
-        pending.set_result(body)
-        return body
+        return await self._flights.run(key, load)
 
     def fresh(self, analysis_id: str, owner_key: str) -> CachedBody | None:
         """The entry when it belongs to `owner_key` and was confirmed recently, else None."""
@@ -154,9 +134,3 @@ class ResultCache:
     @property
     def size_bytes(self) -> int:
         return self._bytes
-
-
-def _retrieve(future: asyncio.Future[CachedBody]) -> None:
-    # An error nobody else waited for must not log "exception was never retrieved".
-    if not future.cancelled():
-        future.exception()
