@@ -28,19 +28,18 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.accounts.auth_cache import AuthCache
-from backend.analysis.result_cache import ResultCache, variant_key
+from backend.analysis.result_cache import CACHE_CONTROL, ResultCache, variant_key
 from backend.audit.spool import AuditSpool
 from backend.config import Settings
 from backend.contract.enums import HeatmapMode
 from backend.observability.middleware import RouteLabel
 from backend.web.client_ip import resolve_client_ip
 from backend.web.etags import not_modified
-from backend.web.responses import encode_headers
 
 PREFIX = "/api/v1/analyze/result/"
 ROUTE_PATH = PREFIX + "{session_id}"
 _MODES = {mode.value: mode for mode in HeatmapMode}
-_CACHE_CONTROL = b"private, no-cache"
+_CACHE_CONTROL = CACHE_CONTROL.encode("latin-1")
 _ROUTE = RouteLabel(ROUTE_PATH)
 
 
@@ -122,17 +121,11 @@ class HotResultReads:
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return True
-        if cached.raw_headers is None:
-            cached.raw_headers = encode_headers(
-                cached.body,
-                "application/json",
-                {"ETag": cached.etag, "Cache-Control": "private, no-cache"},
-            )
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": list(cached.raw_headers),  # outer middleware appends to it
+                "headers": list(cached.response_headers()),  # outer middleware appends to it
             }
         )
         await send({"type": "http.response.body", "body": cached.body})

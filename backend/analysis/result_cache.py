@@ -19,12 +19,15 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from backend.web.responses import RawHeaders, encode_headers
 from backend.web.single_flight import SingleFlight
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 # Entries are keyed by analysis id, or `<id>#<variant>` for other forms of the same result.
 VARIANT_SEP = "#"
 DEFAULT_REVALIDATE_S = 10.0
+# A finished result never changes, but it can be deleted: clients revalidate with its ETag.
+CACHE_CONTROL = "private, no-cache"
 
 
 @dataclass
@@ -37,7 +40,15 @@ class CachedBody:
     version: tuple[str, str] = ("", "")  # (status, completed_at) of the row it was built from
     checked_at: float = field(default_factory=time.monotonic)
     # The HTTP layer's headers for this body, encoded on first use (immutable like the body).
-    raw_headers: list[tuple[bytes, bytes]] | None = None
+    raw_headers: RawHeaders | None = None
+
+    def response_headers(self) -> RawHeaders:
+        """The headers of a 200 answer with this body (JSON, ETag, revalidated each use)."""
+        if self.raw_headers is None:
+            self.raw_headers = encode_headers(
+                self.body, "application/json", {"ETag": self.etag, "Cache-Control": CACHE_CONTROL}
+            )
+        return self.raw_headers
 
 
 def variant_key(analysis_id: str, variant: str | None) -> str:

@@ -14,6 +14,7 @@ from backend.accounts.dependencies import OwnerDep
 from backend.accounts.ratelimit import rate_limit
 from backend.analysis import service
 from backend.analysis.dependencies import ResultCacheDep, RuntimeDep
+from backend.analysis.result_cache import CACHE_CONTROL
 from backend.analysis.schemas import (
     AnalysisStatusOut,
     AnalyzeAccepted,
@@ -32,7 +33,7 @@ from backend.web.deps import ClientIP, SessionDep
 from backend.web.docs import etag_responses, location_response
 from backend.web.etags import not_modified
 from backend.web.problems import problem_responses
-from backend.web.responses import EncodedResponse, encode_headers
+from backend.web.responses import EncodedResponse
 from backend.web.sse import HEADERS, HEARTBEAT, sse_event, sse_response_doc
 from backend.web.uploads import read_limited
 
@@ -257,12 +258,11 @@ async def get_result(
         resource_id=session_id,
         client_ip=ip,
     )
-    headers = {"ETag": cached.etag, "Cache-Control": "private, no-cache"}
     if not_modified(request.headers.get("if-none-match"), cached.etag):
-        return Response(status_code=304, headers=headers)
-    if cached.raw_headers is None:
-        cached.raw_headers = encode_headers(cached.body, "application/json", headers)
-    return EncodedResponse(cached.body, cached.raw_headers)
+        return Response(
+            status_code=304, headers={"ETag": cached.etag, "Cache-Control": CACHE_CONTROL}
+        )
+    return EncodedResponse(cached.body, cached.response_headers())
 
 
 @router.get(
