@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from backend.ml.nlp.conditions import DEFAULT_PROFILES, profile_for_label
 from backend.ml.nlp.ranking import (
@@ -67,6 +68,49 @@ FILLERS = [
     "I just don't feel like myself",
     "please help me figure out what this is",
 ]
+
+
+def fit_head(
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.int64],
+    ids: tuple[str, ...],
+    *,
+    l2: float = 1e-3,
+    steps: int = 300,
+    lr: float = 0.05,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+) -> ConditionHead:
+    """The head's weights: full-batch Adam on the weighted cross-entropy plus L2.
+
+    Deterministic (zero start). Training only: the service loads the saved head.
+    """
+    n, d = x.shape
+    k = len(ids)
+    xs = np.asarray(x, dtype=np.float64)
+    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    sw = sw / sw.sum()
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y] = 1.0
+    w = np.zeros((d, k))
+    b = np.zeros(k)
+    mw, vw, mb, vb = np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    for t in range(1, steps + 1):
+        z = xs @ w + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        g = (p - onehot) * sw[:, None]
+        gw = xs.T @ g + l2 * w
+        gb = g.sum(axis=0)
+        mw = b1 * mw + (1 - b1) * gw
+        vw = b2 * vw + (1 - b2) * gw * gw
+        mb = b1 * mb + (1 - b1) * gb
+        vb = b2 * vb + (1 - b2) * gb * gb
+        c1, c2 = 1 - b1**t, 1 - b2**t
+        w -= lr * (mw / c1) / (np.sqrt(vw / c2) + eps)
+        b -= lr * (mb / c1) / (np.sqrt(vb / c2) + eps)
+    return ConditionHead(ids, w.astype(np.float32), b.astype(np.float32))
 
 
 def text_vectors(embedder: Any, texts: list[str]) -> np.ndarray:
@@ -190,7 +234,7 @@ def main() -> None:
     def fit(mask: np.ndarray, l2: float) -> ConditionHead:
         x = np.concatenate([xb, xv[mask]])
         y = np.concatenate([yb, yv[mask]])
-        return ConditionHead.fit(x, y, ids, l2=l2, sample_weight=weights(y))
+        return fit_head(x, y, ids, l2=l2, sample_weight=weights(y))
 
     # -- cross-validation over the vignettes --------------------------------------------------
     cv: dict[str, Any] = {}

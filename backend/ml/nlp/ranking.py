@@ -126,47 +126,6 @@ class ConditionHead:
         out: npt.NDArray[np.float64] = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
         return out
 
-    @classmethod
-    def fit(
-        cls,
-        x: npt.NDArray[np.float32],
-        y: npt.NDArray[np.int64],
-        ids: tuple[str, ...],
-        *,
-        l2: float = 1e-3,
-        steps: int = 300,
-        lr: float = 0.05,
-        sample_weight: npt.NDArray[np.float64] | None = None,
-    ) -> ConditionHead:
-        """Full-batch Adam on the weighted cross-entropy plus L2; deterministic (zero start)."""
-        n, d = x.shape
-        k = len(ids)
-        xs = np.asarray(x, dtype=np.float64)
-        sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        sw = sw / sw.sum()
-        onehot = np.zeros((n, k))
-        onehot[np.arange(n), y] = 1.0
-        w = np.zeros((d, k))
-        b = np.zeros(k)
-        mw, vw, mb, vb = np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)
-        b1, b2, eps = 0.9, 0.999, 1e-8
-        for t in range(1, steps + 1):
-            z = xs @ w + b
-            z -= z.max(axis=1, keepdims=True)
-            p = np.exp(z)
-            p /= p.sum(axis=1, keepdims=True)
-            g = (p - onehot) * sw[:, None]
-            gw = xs.T @ g + l2 * w
-            gb = g.sum(axis=0)
-            mw = b1 * mw + (1 - b1) * gw
-            vw = b2 * vw + (1 - b2) * gw * gw
-            mb = b1 * mb + (1 - b1) * gb
-            vb = b2 * vb + (1 - b2) * gb * gb
-            c1, c2 = 1 - b1**t, 1 - b2**t
-            w -= lr * (mw / c1) / (np.sqrt(vw / c2) + eps)
-            b -= lr * (mb / c1) / (np.sqrt(vb / c2) + eps)
-        return cls(ids, w.astype(np.float32), b.astype(np.float32))
-
     def save(self, path: Path, meta: dict[str, Any]) -> None:
         """Write the head and a JSON string of its provenance to an ``.npz`` file."""
         np.savez_compressed(

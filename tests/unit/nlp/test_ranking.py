@@ -9,6 +9,7 @@ import pytest
 from backend.ml.nlp.conditions import load_profiles, profile_for_label
 from backend.ml.nlp.ranking import ConditionRanker, split_clauses
 from backend.ml.nlp.types import Entity
+from training.ner.ranking_head import fit_head
 
 PULMONARY = [
     "pneumonia", "covid-19", "tuberculosis", "asthma", "copd", "bronchitis", "bronchiectasis",
@@ -141,7 +142,7 @@ def test_condition_head_fits_and_ranks(extractor: Any) -> None:
     texts = {"uti": ["it burns when I pee"], "fungal_infection": ["itchy rash"],
              "common_cold": ["sneezing and a cough"]}  # fmt: skip
     x = np.concatenate([emb.encode(texts[i]) for i in ids])
-    head = ConditionHead.fit(x, np.arange(len(ids)), ids, steps=200)
+    head = fit_head(x, np.arange(len(ids)), ids, steps=200)
     head = ConditionHead(head.ids, head.weights, head.bias, weight=0.5, temperature=0.05)
     lp = head.log_proba(emb.encode(["my skin has an itchy rash"]))[0]
     assert ids[int(np.argmax(lp))] == "fungal_infection"
