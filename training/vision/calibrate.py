@@ -211,6 +211,7 @@ def calibrate_vision(
         n_folds=n_folds,
         max_heldout=len(paths),
         progress=progress,
+        matched_folds=True,
     )
     with torch.no_grad():
         rec, kl, mu = net.vae.scores(torch.from_numpy(feats["pooled"]).float())
@@ -229,8 +230,12 @@ def calibrate_vision(
     }
     fusion = json.loads(json.dumps(shipped["fusion"]))
     cal: dict[str, Any] = {"stats": stats, "fusion": fusion}
-    s_def, _ = anomaly_scores(heldout, cal, "default")
-    s_pub, _ = anomaly_scores(heldout, cal, "published")
+    # The z-statistics keep the shipped convention (its Platt map expects it); thresholds and
+    # the drift reference use what new normals will score: patch distances to banks of the
+    # final bank's size (see fit_normal_reference).
+    as_new = {**heldout, "patch": ref["heldout_patch_matched"]}
+    s_def, _ = anomaly_scores(as_new, cal, "default")
+    s_pub, _ = anomaly_scores(as_new, cal, "published")
     for mode, s in (("default", s_def), ("published", s_pub)):
         thr = float(np.quantile(s, SPECIFICITY_TARGET))
         fusion[mode]["threshold"] = thr
@@ -247,7 +252,7 @@ def calibrate_vision(
             max(shipped["ood"]["patch_ref"], np.quantile(ref["heldout_patch"], 0.999))
         ),
     }
-    heldout_distance = ood_scores(ref["heldout_ood"][idx], ref["heldout_patch"], site_ood)
+    heldout_distance = ood_scores(ref["heldout_ood"][idx], as_new["patch"], site_ood)
     source = f"site normals: {Path(normals_dir).name}"
     site_cols = {k: v[idx] for k, v in cols.items()}
     cal.update(
