@@ -317,6 +317,8 @@ def load_scorer(
                 f"not this checkpoint ({meta['weights_sha256']}); rerun `medsight calibrate vision`"
             )
         net.set_banks(banks["patch_bank"], banks["knn_bank"], banks["ood_bank"])
+        # A site's bank is small: its kNN averages over fewer neighbours (calibrate's choice).
+        net.knn_k = int(cal.get("knn_k", meta["knn_k"]))
         # A site's own reference (its normals) replaces the shipped one's normal part.
         reference = site_reference(reference, cal.get("reference"))
     return VisionScorer(

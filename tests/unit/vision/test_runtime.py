@@ -111,6 +111,8 @@ def test_site_calibration_refits_normal_and_is_used_by_the_scorer(tmp_path: Path
         site.net.knn_bank, torch.nn.functional.normalize(banks["knn_bank"].float(), dim=1)
     )
     assert torch.equal(site.net.patch_bank, banks["patch_bank"].float())
+    # About 60 normals: the kNN score averages over 2 neighbours, not the shipped 5.
+    assert cal["knn_k"] == summary["knn_k"] == site.net.knn_k == 2
     res = site.score_batch([im for _, _, im in fixtures])
     assert all(r.threshold == pytest.approx(cal["fusion"]["default"]["threshold"]) for r in res)
     # Every result's provenance names the calibration: file hash, date, number of normals.
