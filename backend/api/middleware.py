@@ -13,7 +13,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from backend.logs import request_id_var
 from backend.observability import Metrics
 from backend.observability.middleware import route_template
+from backend.web.ids import unique_hex
 from backend.web.security_headers import security_headers
 
 logger = logging.getLogger("medsight.access")
@@ -102,7 +102,7 @@ class RequestMiddleware:
                 request_id = value.decode("latin-1")
                 break
         if not _SAFE_REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = unique_hex()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         path: str = scope["path"]

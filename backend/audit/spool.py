@@ -38,6 +38,7 @@ from sqlalchemy import select
 from backend.audit.service import record_audits
 from backend.db.models import AuditEvent
 from backend.errors import ServiceUnavailableError
+from backend.web.ids import unique_hex
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class AuditSpool:
                 headers={"Retry-After": "30"},
             )
         record = {
-            "event_key": uuid.uuid4().hex,
+            "event_key": unique_hex(),
             "ts": datetime.now(UTC).isoformat(),
             **event,
         }
