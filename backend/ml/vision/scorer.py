@@ -153,6 +153,12 @@ class VisionScorer:
     def to(self, device: str) -> None:
         """Move the torch parts (the registry evicts GPU -> CPU); ONNX stays on CPU."""
         with self._lock:
+            if str(device).startswith("cuda"):
+                # PyTorch runs cuDNN convolutions in TF32 by default: scores then differ from
+                # the CPU's by up to 0.10 points; strict fp32 agrees within 0.0001 and was not
+                # slower on an H200 (bench/vision_gpu.py, bench/RESULTS.md).
+                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cuda.matmul.allow_tf32 = False
             self.net.to(device)
             self.device = str(device)
 

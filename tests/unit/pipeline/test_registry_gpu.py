@@ -1,8 +1,8 @@
 """On a CUDA machine: the registry's eviction moves a real model to the CPU and frees its memory.
 
 Skipped without CUDA (CI and the 2-core dev machines have none); on a GPU host run
-``pytest -rs tests/unit/pipeline/test_registry_gpu.py``. Not yet run: no GPU has been lent to
-this project's sessions since it was written (see the README's results).
+``pytest -rs tests/unit/pipeline/test_registry_gpu.py``. Passed on a lent NVIDIA H200 on
+2026-12-04 (docs/results.md).
 """
 
 from __future__ import annotations
