@@ -50,7 +50,11 @@ def _measure(
         t = time.perf_counter()
         scorer.score_batch([images[i % len(images)]])  # returns numpy: the GPU has finished
         lat.append((time.perf_counter() - t) * 1000)
-    row = {"load_s": load_s, "p50_ms": float(np.median(lat)), "p95_ms": _pct(lat, 95)}
+    row = {
+        "load_s": load_s,
+        "p50_ms": float(np.median(lat)),
+        "p95_ms": float(np.percentile(lat, 95)),
+    }
     for size in (16, 64):
         batch = [images[i % len(images)] for i in range(size)]
         scorer.score_batch(batch)
@@ -60,10 +64,6 @@ def _measure(
             scorer.score_batch(batch)
         row[f"b{size}_img_s"] = reps * size / (time.perf_counter() - t)
     return row, [r.anomaly_score for r in scorer.score_batch(images)]
-
-
-def _pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q))
 
 
 def main() -> int:

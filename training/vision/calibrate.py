@@ -217,12 +217,13 @@ def calibrate_vision(
     distance = _site_distance(cols, scorer.reference)
     emb = embed_all(feats["mid"], feats["deep"])
     coreset = int(meta["training"].get("coreset_size", meta["dims"]["patch_bank"]))
+    knn_k = site_knn_k(len(paths), meta)
     ref = fit_normal_reference(
         emb,
         pooled_deep(feats["deep"]),
         feats["pooled"],
         coreset_size=coreset,
-        knn_k=site_knn_k(len(paths), meta),
+        knn_k=knn_k,
         seed=seed,
         n_folds=n_folds,
         max_heldout=len(paths),
@@ -286,7 +287,7 @@ def calibrate_vision(
             "heldout_fused_z_mean": float(np.mean(fused_z(z, fusion["default"]["weights"]))),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "n_folds": n_folds,
-            "knn_k": site_knn_k(len(paths), meta),
+            "knn_k": knn_k,
         }
     )
     sha = save_calibration(Path(out), ref["banks"], cal)
@@ -296,7 +297,7 @@ def calibrate_vision(
         "created": cal["created"],
         "n_normals": len(paths),
         "n_given": n_given,
-        "knn_k": cal["knn_k"],
+        "knn_k": knn_k,
         "refused": {k: v for k, v in refused.items() if v},
         "site_distance": distance,
         "expected_reliability": _expected_reliability(len(paths), shipped_specificity, distance),

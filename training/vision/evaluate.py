@@ -21,6 +21,7 @@ from backend.ml.vision.scorer import VisionScorer, load_scorer
 
 from .data import Record, load_gray, read_manifest
 from .plots import plot_histograms, plot_pr, plot_reliability, plot_roc
+from .robustness import auroc_or_none
 
 
 def expected_calibration_error(
@@ -59,10 +60,6 @@ def score_records(
         "published": published,
         "ood": ood_scores(raw["ood"], values["patch"], cal["ood"]) > cal["ood"]["threshold"],
     }
-
-
-def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
 
 
 def evaluate_vision(
@@ -104,7 +101,7 @@ def evaluate_vision(
     by_finding: dict[str, float | None] = {}
     for f in sorted(set(finding[y == 1])):
         m = (y == 0) | (finding == f)
-        by_finding[f] = _auc(y[m], score[m])
+        by_finding[f] = auroc_or_none(y[m], score[m])
     pred = score >= thr
     tp, tn = int((pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
     prob = np.clip(score / 100.0, 0, 1)
@@ -118,15 +115,15 @@ def evaluate_vision(
         "model_version": scorer.version,
         "weights_sha256": scorer.weights_sha256,
         "calibration": str(calibration) if calibration else "shipped",
-        "auroc": _auc(y, score),
+        "auroc": auroc_or_none(y, score),
         "auroc_by_finding": by_finding,
         "average_precision": float(average_precision_score(y, score))
         if 0 < y.sum() < len(y)
         else None,
-        "ablation": {k: _auc(y, v) for k, v in ablation_scores.items()},
+        "ablation": {k: auroc_or_none(y, v) for k, v in ablation_scores.items()},
         "ablation_by_finding": {
             f: {
-                k: _auc(y[(y == 0) | (finding == f)], v[(y == 0) | (finding == f)])
+                k: auroc_or_none(y[(y == 0) | (finding == f)], v[(y == 0) | (finding == f)])
                 for k, v in ablation_scores.items()
             }
             for f in by_finding

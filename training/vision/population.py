@@ -24,17 +24,10 @@ from backend.ml.vision.population import POPULATION_FEATURES, REFERENCE_FILE, RE
 from backend.ml.vision.scorer import load_scorer
 
 from .data import load_gray, read_manifest
-from .robustness import score_images
+from .robustness import as_reference_features, score_images
 
 TAIL = 0.0025
 MARGIN = 0.10
-# Names in score_images' output -> names in the reference (as the service reports them).
-COLUMNS = {
-    "score": "score",
-    "ood": "feature_distance",
-    "mean": "mean_intensity",
-    "std": "std_intensity",
-}
 
 
 def population_limits(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
@@ -55,7 +48,7 @@ def build_reference(
     records = [r for r in read_manifest(data) if r.split == split]
     cols = score_images(scorer, [load_gray(r.path) for r in records])
     label = np.array([r.label for r in records])
-    values = {COLUMNS[k]: np.asarray(v) for k, v in cols.items() if k in COLUMNS}
+    values = as_reference_features(cols)
     features = {
         name: {
             part: np.round(np.sort(v[label == lab]), 5).tolist()

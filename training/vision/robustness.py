@@ -28,9 +28,59 @@ from backend.ml.vision.scorer import load_scorer
 from .data import load_gray, read_manifest
 from .shifts import SHIFTS
 
+# score_images' columns -> the names the service, the drift monitor and the reference use.
+REFERENCE_NAMES = {
+    "score": "score",
+    "ood": "feature_distance",
+    "mean": "mean_intensity",
+    "std": "std_intensity",
+}
 
-def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
+
+def auroc_or_none(y: np.ndarray, s: np.ndarray) -> float | None:
+    """AUROC, or None when y holds one class only."""
     return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
+
+
+def as_reference_features(
+    cols: dict[str, np.ndarray], take: Any = slice(None)
+) -> dict[str, np.ndarray]:
+    """Rows `take` of score_images' columns under the reference's feature names."""
+    return {name: np.asarray(cols[key])[take] for key, name in REFERENCE_NAMES.items()}
+
+
+def outside_population_flags(cols: dict[str, np.ndarray], reference: Any) -> np.ndarray:
+    """Per image: does the per-image population check flag it against `reference`?"""
+    from backend.ml.vision.population import outside_population
+
+    features = as_reference_features(cols)
+    n = len(features["score"])
+    return np.array(
+        [
+            bool(outside_population({k: v[i] for k, v in features.items()}, reference))
+            for i in range(n)
+        ]
+    )
+
+
+def drift_statuses(
+    cols: dict[str, np.ndarray],
+    pick: np.ndarray,
+    size: int,
+    reference: dict[str, Any],
+    rng: np.random.Generator,
+    n_windows: int = 50,
+) -> list[str]:
+    """The drift monitor's status for each of n_windows random windows of `size` rows of `pick`."""
+    from backend.monitoring.drift import drift_test
+
+    return [
+        drift_test(
+            as_reference_features(cols, rng.choice(pick, size, replace=False)),
+            reference["features"],
+        ).status
+        for _ in range(n_windows)
+    ]
 
 
 def image_stats(prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,9 +146,9 @@ def main() -> None:
         covid = (finding == "COVID") | (y == 0)
         vp = (finding == "Viral Pneumonia") | (y == 0)
         row = {
-            "auroc": _auc(y, s),
-            "auroc_covid": _auc(y[covid], s[covid]),
-            "auroc_vp": _auc(y[vp], s[vp]),
+            "auroc": auroc_or_none(y, s),
+            "auroc_covid": auroc_or_none(y[covid], s[covid]),
+            "auroc_vp": auroc_or_none(y[vp], s[vp]),
             "normal_mean_score": float(s[y == 0].mean()),
             "abnormal_mean_score": float(s[y == 1].mean()),
             "specificity": float((s[y == 0] < thr).mean()),
@@ -119,9 +169,6 @@ def main() -> None:
 
 def markdown_table(report: dict[str, Any], reference: dict[str, Any], seed: int = 0) -> str:
     """The README table: AUROC, operating point, gate, population check and drift per shift."""
-    from backend.ml.vision.population import outside_population
-    from backend.monitoring.drift import drift_test
-
     y = np.array(report["label"])
     rng = np.random.default_rng(seed)
     lines = [
@@ -129,24 +176,11 @@ def markdown_table(report: dict[str, Any], reference: dict[str, Any], seed: int 
         "pop. | drift: 40 normals |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    normals = np.where(y == 0)[0]
     for name, row in report["shifts"].items():
         pi = {k: np.asarray(v) for k, v in row["per_image"].items()}
-        stats = [
-            {"feature_distance": o, "mean_intensity": m, "std_intensity": s}
-            for o, m, s in zip(pi["ood"], pi["mean"], pi["std"], strict=True)
-        ]
-        outside = np.mean([bool(outside_population(st, reference)) for st in stats])
-        normals = np.where(y == 0)[0]
-        statuses = []
-        for _ in range(50):
-            take = rng.choice(normals, 40, replace=False)
-            window = {
-                "score": pi["score"][take],
-                "feature_distance": pi["ood"][take],
-                "mean_intensity": pi["mean"][take],
-                "std_intensity": pi["std"][take],
-            }
-            statuses.append(drift_test(window, reference["features"]).status)
+        outside = np.mean(outside_population_flags(pi, reference))
+        statuses = drift_statuses(pi, normals, 40, reference, rng)
         flagged = sum(s != "ok" for s in statuses) / len(statuses)
         lines.append(
             f"| {name} | {row['auroc']:.3f} | {row['auroc_covid']:.3f} | {row['auroc_vp']:.3f} "

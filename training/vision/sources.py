@@ -32,15 +32,15 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from .data import load_gray, read_manifest
-from .robustness import score_images
+from .robustness import auroc_or_none, drift_statuses, outside_population_flags, score_images
 
 LUNDIS_COMMIT = "88ce7e355bb9a0b7f493a0750fbfb9a6b9d7af4e"
 N_CALIB = 60
@@ -104,42 +104,28 @@ def build(mirror: Path, out: Path, seed: int = 0) -> int:
     return len(rows)
 
 
-def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
-
-
 def _evaluate(
     scorer: Any, images: list[np.ndarray], y: np.ndarray, finding: np.ndarray
 ) -> dict[str, Any]:
-    from backend.ml.vision.population import outside_population
-
     cal = scorer.calibration
     thr = float(cal["fusion"][scorer.fusion]["threshold"])
     cols = score_images(scorer, images)
     s = cols["score"]
-    reference = scorer.reference
-    outside = [
-        bool(
-            outside_population(
-                {"feature_distance": o, "mean_intensity": m, "std_intensity": d}, reference
-            )
-        )
-        for o, m, d in zip(cols["ood"], cols["mean"], cols["std"], strict=True)
-    ]
+    outside = outside_population_flags(cols, scorer.reference)
     row: dict[str, Any] = {
-        "auroc": _auc(y, s),
+        "auroc": auroc_or_none(y, s),
         "auroc_by_finding": {
-            f: _auc(y[(finding == f) | (y == 0)], s[(finding == f) | (y == 0)])
+            f: auroc_or_none(y[(finding == f) | (y == 0)], s[(finding == f) | (y == 0)])
             for f in sorted(set(finding[y == 1]))
         },
-        "auroc_components": {k: _auc(y, cols[k]) for k in ("knn", "patch") if k in cols},
+        "auroc_components": {k: auroc_or_none(y, cols[k]) for k in ("knn", "patch") if k in cols},
         "threshold": thr,
         "specificity": float((s[y == 0] < thr).mean()),
         "sensitivity": float((s[y == 1] >= thr).mean()),
         "normal_median_score": float(np.median(s[y == 0])),
         "accepted_as_xray": float((cols["ood"] <= cal["ood"]["threshold"]).mean()),
-        "outside_population_normals": float(np.mean(np.asarray(outside)[y == 0])),
-        "outside_population_abnormals": float(np.mean(np.asarray(outside)[y == 1])),
+        "outside_population_normals": float(np.mean(outside[y == 0])),
+        "outside_population_abnormals": float(np.mean(outside[y == 1])),
     }
     return {"row": row, "cols": cols}
 
@@ -148,21 +134,8 @@ def _drift_rate(
     cols: dict[str, np.ndarray], pick: np.ndarray, size: int, reference: dict[str, Any], seed: int
 ) -> dict[str, int]:
     """Statuses of 50 random windows of `size` images drawn from `pick`."""
-    from backend.monitoring.drift import drift_test
-
-    rng = np.random.default_rng(seed)
-    counts: dict[str, int] = {}
-    for _ in range(50):
-        take = rng.choice(pick, size, replace=False)
-        window = {
-            "score": cols["score"][take],
-            "feature_distance": cols["ood"][take],
-            "mean_intensity": cols["mean"][take],
-            "std_intensity": cols["std"][take],
-        }
-        status = drift_test(window, reference["features"]).status
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+    statuses = drift_statuses(cols, pick, size, reference, np.random.default_rng(seed))
+    return dict(Counter(statuses))
 
 
 def measure(data: Path, dev: Path, out: Path, seed: int = 0) -> dict[str, Any]:

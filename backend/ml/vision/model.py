@@ -57,9 +57,15 @@ class ScorerNet(nn.Module):
         self.register_buffer("ood_bank", F.normalize(ood_bank.float(), dim=1))
 
     def set_banks(
-        self, patch_bank: torch.Tensor, knn_bank: torch.Tensor, ood_bank: torch.Tensor
+        self,
+        patch_bank: torch.Tensor,
+        knn_bank: torch.Tensor,
+        ood_bank: torch.Tensor,
+        knn_k: int | None = None,
     ) -> None:
-        """Swap the normal reference (site calibration)."""
+        """Swap the normal reference (site calibration); a small site bank has its own k."""
+        if knn_k is not None:
+            self.knn_k = int(knn_k)
         dev = self.patch_bank.device
         self.patch_bank = patch_bank.float().to(dev)
         self.patch_bank_sq = (self.patch_bank**2).sum(1)

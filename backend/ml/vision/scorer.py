@@ -322,9 +322,9 @@ def load_scorer(
                 f"calibration {calibration} was made for weights {cal.get('weights_sha256')}, "
                 f"not this checkpoint ({meta['weights_sha256']}); rerun `medsight calibrate vision`"
             )
-        net.set_banks(banks["patch_bank"], banks["knn_bank"], banks["ood_bank"])
-        # A site's bank is small: its kNN averages over fewer neighbours (calibrate's choice).
-        net.knn_k = int(cal.get("knn_k", meta["knn_k"]))
+        net.set_banks(
+            banks["patch_bank"], banks["knn_bank"], banks["ood_bank"], knn_k=cal.get("knn_k")
+        )
         # A site's own reference (its normals) replaces the shipped one's normal part.
         reference = site_reference(reference, cal.get("reference"))
     return VisionScorer(

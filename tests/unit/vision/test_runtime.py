@@ -125,18 +125,12 @@ def test_site_calibration_refits_normal_and_is_used_by_the_scorer(tmp_path: Path
     # Cross-fitted fold banks smaller than the final bank scored held-out normals too high,
     # and the same 120 normals read as a warning (1.94).
     from backend.monitoring.drift import drift_test
-    from training.vision.robustness import score_images
+    from training.vision.robustness import as_reference_features, score_images
 
     with (SHARED / "manifest.csv").open() as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "test" and r["label"] == "normal"]
     unseen = [cv2.imread(str(SHARED / "images" / f"{r['id']}.png"), 0) for r in rows[:120]]
-    cols = score_images(site, unseen)
-    window = {
-        "score": cols["score"],
-        "feature_distance": cols["ood"],
-        "mean_intensity": cols["mean"],
-        "std_intensity": cols["std"],
-    }
+    window = as_reference_features(score_images(site, unseen))
     got = drift_test(window, site.reference["features"])
     assert got.status == "ok", got
     # The environment variable route used by the service.
