@@ -191,6 +191,43 @@ def markdown_table(report: dict[str, Any], reference: dict[str, Any], seed: int 
     return "\n".join(lines)
 
 
+def window_counts(
+    report: dict[str, Any], reference: dict[str, Any], seed: int = 0, n_windows: int = 200
+) -> dict[str, dict[str, int]]:
+    """Drift statuses of random windows of unshifted images, by the mix of the window
+    (docs/monitoring.md): normals, a mix, COVID, paediatric viral pneumonia, and half of each."""
+    from collections import Counter
+
+    from backend.monitoring.drift import drift_test
+
+    cols = {k: np.asarray(v) for k, v in report["shifts"]["none"]["per_image"].items()}
+    finding = np.array(report["finding"])
+    pool = {
+        "normal": np.where(np.array(report["label"]) == 0)[0],
+        "any": np.arange(len(finding)),
+        "COVID": np.where(finding == "COVID")[0],
+        "VP": np.where(finding == "Viral Pneumonia")[0],
+    }
+    mixes = {
+        "24 normals": {"normal": 24},
+        "40 normals": {"normal": 40},
+        "40 mixed": {"any": 40},
+        "40 COVID": {"COVID": 40},
+        "20 normals + 20 paediatric VP": {"normal": 20, "VP": 20},
+        "40 paediatric VP": {"VP": 40},
+    }
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, int]] = {}
+    for name, mix in mixes.items():
+        statuses: Counter[str] = Counter()
+        for _ in range(n_windows):
+            rows = np.concatenate([rng.choice(pool[p], k, replace=False) for p, k in mix.items()])
+            result = drift_test(as_reference_features(cols, rows), reference["features"])
+            statuses[result.status] += 1
+        out[name] = dict(statuses)
+    return out
+
+
 def table_main() -> None:
     ap = argparse.ArgumentParser(description="Print the README table from a robustness JSON.")
     ap.add_argument("report", type=Path)
@@ -202,7 +239,11 @@ def table_main() -> None:
     ref_dir = args.reference.parent if args.reference else DEFAULT_MODEL_DIR
     reference = load_reference(ref_dir)
     assert reference is not None  # noqa: S101 - the shipped model has one
-    print(markdown_table(json.loads(args.report.read_text()), reference))  # noqa: T201
+    report = json.loads(args.report.read_text())
+    print(markdown_table(report, reference))  # noqa: T201
+    if "none" in report["shifts"]:
+        for name, counts in window_counts(report, reference).items():
+            print(f"drift, 200 windows of {name}: {counts}")  # noqa: T201
 
 
 if __name__ == "__main__":

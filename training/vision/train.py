@@ -414,8 +414,8 @@ def train_vision(
         "backbone_weights": bb.weights_source,
         "input_size": image_size,
         "preprocessing": (
-            "grayscale -> resize to input_size (INTER_AREA when shrinking) -> [0,1] "
-            "-> ImageNet mean/std (in the graph)"
+            "grayscale -> uniform frame trimmed -> resize to input_size (INTER_AREA when "
+            "shrinking) -> [0,1] -> ImageNet mean/std (in the graph)"
         ),
         "dims": {
             "feature": int(f_tr["pooled"].shape[1]),

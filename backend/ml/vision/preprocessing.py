@@ -22,7 +22,17 @@ NORMALISATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
 }
 
 # Bump when anything below changes what the network sees: feature caches are keyed on it.
-PREPROCESSING_VERSION = "1"
+PREPROCESSING_VERSION = "2"
+
+# A uniform frame (letterboxing, padding to a square, an electronic shutter, a black field of
+# view) is trimmed before resizing: an edge row or column is frame when at least 98% of its
+# pixels lie within 6 grey levels of its median and that median is dark (< 40) or bright
+# (> 215). At most a quarter of each side goes. Without it a black border made abnormal images
+# look normal to the pooled kNN (the zoom-out shift: TEST AUROC 0.822, sensitivity 0.66).
+_FRAME_TOLERANCE = 6
+_FRAME_SHARE = 0.98
+_FRAME_DARK, _FRAME_BRIGHT = 40, 215
+_FRAME_MAX_SIDE = 0.25
 
 _CLAHE_CLIP = 2.0
 _CLAHE_TILES = (8, 8)
@@ -91,9 +101,44 @@ def normalise_gray(gray: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return np.asarray(np.clip(out, 0, 255), dtype=np.uint8)
 
 
+def _is_frame(line: npt.NDArray[np.uint8]) -> bool:
+    median = float(np.median(line))
+    if _FRAME_DARK <= median <= _FRAME_BRIGHT:
+        return False
+    close = np.abs(line.astype(np.int16) - int(round(median))) <= _FRAME_TOLERANCE
+    return bool(close.mean() >= _FRAME_SHARE)
+
+
+def frame_box(gray: npt.NDArray[np.uint8]) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the content inside a uniform frame (all of it if none)."""
+    h, w = gray.shape
+    top, bottom, left, right = 0, h, 0, w
+    max_rows, max_cols = int(h * _FRAME_MAX_SIDE), int(w * _FRAME_MAX_SIDE)
+    box = None
+    while box != (top, bottom, left, right):  # again: a side's frame may start past another's
+        box = (top, bottom, left, right)
+        while top < max_rows and _is_frame(gray[top, left:right]):
+            top += 1
+        while h - bottom < max_rows and _is_frame(gray[bottom - 1, left:right]):
+            bottom -= 1
+        while left < max_cols and _is_frame(gray[top:bottom, left]):
+            left += 1
+        while w - right < max_cols and _is_frame(gray[top:bottom, right - 1]):
+            right -= 1
+    return top, bottom, left, right
+
+
+def trim_frame(
+    gray: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.uint8], tuple[int, int, int, int]]:
+    """The content inside a uniform frame, and its box (top, bottom, left, right)."""
+    top, bottom, left, right = box = frame_box(gray)
+    return np.ascontiguousarray(gray[top:bottom, left:right]), box
+
+
 def prepare_gray(image: npt.NDArray[np.generic], size: int) -> npt.NDArray[np.uint8]:
-    """Any input image -> the size x size uint8 grayscale the network sees."""
-    return resize_gray(to_gray_uint8(image), size)
+    """Any input image -> the size x size uint8 grayscale the network sees (frame trimmed)."""
+    return resize_gray(trim_frame(to_gray_uint8(image))[0], size)
 
 
 def to_network_input(

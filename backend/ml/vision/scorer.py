@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +50,7 @@ from .preprocessing import (
     resize_gray,
     to_gray_uint8,
     to_network_input,
+    trim_frame,
 )
 from .vae import FeatureVAE
 from .vit import LatentViT
@@ -57,6 +58,17 @@ from .vit import LatentViT
 DEFAULT_MODEL_DIR = default_models_dir() / "vision" / "v1"
 BACKENDS = ("auto", "torch", "onnx")
 COLOUR_LIMIT = 12.0  # Hasler-Suesstrunk colourfulness above this = a colour photo, not an X-ray
+
+
+class Placement(NamedTuple):
+    """An input image's size and the box of it the network saw (a uniform frame is outside)."""
+
+    height: int
+    width: int
+    top: int
+    bottom: int
+    left: int
+    right: int
 
 
 @dataclass(frozen=True)
@@ -190,13 +202,17 @@ class VisionScorer:
     # --- scoring --------------------------------------------------------------------------
     def prepare(
         self, images: Sequence[npt.NDArray[Any]]
-    ) -> tuple[npt.NDArray[np.float32], list[tuple[int, int]], list[float]]:
+    ) -> tuple[npt.NDArray[np.float32], list[Placement], list[float]]:
         grays = [to_gray_uint8(im) for im in images]
         colour = [colourfulness(im) for im in images]
-        prepared = [resize_gray(g, self.image_size) for g in grays]
+        trimmed = [trim_frame(g) for g in grays]
+        prepared = [resize_gray(content, self.image_size) for content, _ in trimmed]
         return (
             to_network_input(prepared, self.metadata["backbone"]),
-            [(int(g.shape[0]), int(g.shape[1])) for g in grays],
+            [
+                Placement(int(g.shape[0]), int(g.shape[1]), *box)
+                for g, (_, box) in zip(grays, trimmed, strict=True)
+            ],
             colour,
         )
 
@@ -225,7 +241,7 @@ class VisionScorer:
     def results_from_raw(
         self,
         raw: dict[str, npt.NDArray[Any]],
-        shapes: list[tuple[int, int]],
+        shapes: list[Placement],
         colour: list[float] | None = None,
         stats: list[dict[str, float]] | None = None,
     ) -> list[VisionResult]:
@@ -247,12 +263,19 @@ class VisionScorer:
         ood_all = ood_scores(raw["ood"], values["patch"], ood)
         lo, hi = cal["patch_map"]["lo"], cal["patch_map"]["hi"]
         out = []
-        for i, (h, w) in enumerate(shapes):
+        for i, place in enumerate(shapes):
             s = float(np.clip(scores[i], 0.0, 100.0))
             ood_score = float(ood_all[i])
             colourful = colour is not None and colour[i] > COLOUR_LIMIT
             is_xray = bool(ood_score <= ood["threshold"] and not colourful)
-            heat = heatmap_from_patch_map(raw["patch_map"][i], lo, hi, (h, w), self.image_size)
+            heat = np.zeros((place.height, place.width), np.float32)  # a trimmed frame: cold
+            heat[place.top : place.bottom, place.left : place.right] = heatmap_from_patch_map(
+                raw["patch_map"][i],
+                lo,
+                hi,
+                (place.bottom - place.top, place.right - place.left),
+                self.image_size,
+            )
             comps = {k: {"value": float(values[k][i]), "z": float(z[k][i])} for k in values}
             comps["published_fused"] = {"value": float(_published(z, values, i)), "z": float("nan")}
             if self.fusion == "default":

@@ -11,7 +11,7 @@ def test_scores_are_in_range_and_risk_follows_threshold(scorer: VisionScorer, fi
     assert len(results) == len(fixtures)
     for (_, _, im), r in zip(fixtures, results, strict=True):
         assert 0.0 <= r.anomaly_score <= 100.0
-        assert r.risk_level in {"LOW", "MEDIUM", "HIGH"}
+        assert r.risk_level in {"LOW", "MODERATE", "HIGH"}
         assert (r.risk_level == "HIGH") == (r.anomaly_score >= r.threshold)
         assert 0.0 <= r.model_confidence <= 1.0
         assert r.heatmap.shape == im.shape and r.heatmap.dtype == np.float32
