@@ -101,7 +101,39 @@ def build(mirror: Path, out: Path, seed: int = 0) -> int:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    counts = Counter((r["finding"], r["split"]) for r in rows)
+    table = "\n".join(f"| {f} | {sp} | {n} |" for (f, sp), n in sorted(counts.items()))
+    (out / "README.md").write_text(DATA_README.format(commit=LUNDIS_COMMIT, seed=seed, table=table))
     return len(rows)
+
+
+DATA_README = """# cxr-xsite: another source of chest X-rays
+
+Built by `python -m training.vision.sources build --mirror <git dir of GitKentC/lundis>
+--out <this folder>` (seed {seed}), from `GitKentC/lundis` (GitHub) at commit
+`{commit}`, the commit cxr-dev was built from. Images are 8-bit grayscale
+PNGs as decoded from the source files.
+
+    images/<id>.png   ids xs-0001 ...
+    manifest.csv      id,label,finding,source_repo,source_path,split
+    calib/            links to the `calib` normals, for `medsight calibrate vision --normals`
+
+| finding | split | images |
+|---|---|---|
+{table}
+
+Provenance and caveats:
+- `Normal/others (N).jpg`: 404 adult normals. The source repository gives no provenance; by
+  appearance (acquisition, the Shenzhen "L" side marker) and count they are the NLM
+  tuberculosis sets' normals (Shenzhen and Montgomery). They are unlike cxr-dev's NIH normals.
+- `TB/Tuberculosis-N.png` and `TB/TB.N.jpg`: tuberculosis images of several other sources (the
+  Kaggle tuberculosis database: Shenzhen, Montgomery, Belarus, NIAID; and a set of unknown
+  provenance), processed differently from the normals. AUROC on this set therefore mixes
+  disease with source and is not a tuberculosis result; the normals-only measurements
+  (specificity, population check, drift) are the clean cross-site ones.
+- Licence: the source repository states none; the upstream sets carry their own terms (NLM
+  tuberculosis sets, Kaggle tuberculosis database). For evaluation here, not redistribution.
+"""
 
 
 def _evaluate(
