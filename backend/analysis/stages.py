@@ -103,7 +103,13 @@ class VisionStage:
         from backend.ml.vision import render_heatmap_panels
 
         image, heatmap = _downscale(ctx.image.pixels, result.heatmap, HEATMAP_MAX_SIDE)
-        ctx.heatmap_jpeg = await self.deps.threads.run_sync(render_heatmap_panels, image, heatmap)
+        k = image.shape[0] / ctx.image.pixels.shape[0]
+        regions = [
+            {key: v * k for key, v in r.items() if key != "confidence"} for r in result.top_regions
+        ]
+        ctx.heatmap_jpeg = await self.deps.threads.run_sync(
+            render_heatmap_panels, image, heatmap, regions
+        )
         ctx.vision = vision_findings(result, ctx.heatmap_jpeg, scale=ctx.image.scale)
         if result.outside_population and self.deps.population_warning:
             ctx.warn(population_warning(result.outside_population, result.input_stats))

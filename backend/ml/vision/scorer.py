@@ -268,14 +268,19 @@ class VisionScorer:
             ood_score = float(ood_all[i])
             colourful = colour is not None and colour[i] > COLOUR_LIMIT
             is_xray = bool(ood_score <= ood["threshold"] and not colourful)
-            heat = np.zeros((place.height, place.width), np.float32)  # a trimmed frame: cold
-            heat[place.top : place.bottom, place.left : place.right] = heatmap_from_patch_map(
+            seen = heatmap_from_patch_map(
                 raw["patch_map"][i],
                 lo,
                 hi,
                 (place.bottom - place.top, place.right - place.left),
                 self.image_size,
             )
+            heat = np.zeros((place.height, place.width), np.float32)  # a trimmed frame: cold
+            heat[place.top : place.bottom, place.left : place.right] = seen
+            # Regions keep clear of the film's own edges (markers, collimation), not the frame's.
+            regions = [
+                {**r, "x": r["x"] + place.left, "y": r["y"] + place.top} for r in top_regions(seen)
+            ]
             comps = {k: {"value": float(values[k][i]), "z": float(z[k][i])} for k in values}
             comps["published_fused"] = {"value": float(_published(z, values, i)), "z": float("nan")}
             if self.fusion == "default":
@@ -291,7 +296,7 @@ class VisionScorer:
                         float(fz_all[i]) / spread, fz_thr / spread, is_xray
                     ),
                     heatmap=heat,
-                    top_regions=top_regions(heat),
+                    top_regions=regions,
                     ood_score=ood_score,
                     is_chest_xray=is_xray,
                     input_stats=inputs,

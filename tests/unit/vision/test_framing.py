@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.ml.vision import VisionScorer
+from backend.ml.vision.heatmap import REGION_BORDER
 from backend.ml.vision.preprocessing import frame_box
 
 
@@ -48,8 +49,14 @@ def test_a_black_border_does_not_hide_disease(scorer: VisionScorer, fixtures) ->
         assert abs(a.anomaly_score - b.anomaly_score) < 12.0, (fid, finding)
         if finding != "Normal" and a.risk_level == "HIGH":
             assert b.risk_level == "HIGH", fid
-        # The heatmap keeps the input's size and is cold over the frame.
+        # The heatmap keeps the input's size and is cold over the frame; regions keep clear of
+        # the film's own edge band, as they do of an unframed image's.
         assert b.heatmap.shape == im.shape
         top, bottom, left, right = frame_box(_letterbox(im))
         assert float(b.heatmap[:top].max(initial=0.0)) == 0.0
         assert float(b.heatmap[:, right:].max(initial=0.0)) == 0.0
+        band_y = round(REGION_BORDER * (bottom - top))
+        band_x = round(REGION_BORDER * (right - left))
+        for box in b.top_regions:
+            assert top + band_y <= box["y"] and box["y"] + box["height"] <= bottom - band_y
+            assert left + band_x <= box["x"] and box["x"] + box["width"] <= right - band_x
