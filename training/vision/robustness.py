@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -120,6 +121,13 @@ def main() -> None:
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--calibration", type=Path, default=None)
     ap.add_argument("--shifts", default="", help="comma-separated names (default: all)")
+    ap.add_argument(
+        "--upscale",
+        type=int,
+        default=0,
+        help="resize every image to N x N (bicubic) before its shift: noise and JPEG at an "
+        "acquisition-like resolution, which the scorer's INTER_AREA downsizing then averages",
+    )
     args = ap.parse_args()
     scorer = load_scorer(args.model_dir, calibration=args.calibration)
     cal = scorer.calibration
@@ -128,6 +136,9 @@ def main() -> None:
     y = np.array([r.label == "abnormal" for r in records], dtype=int)
     finding = np.array([r.finding for r in records])
     base = [load_gray(r.path) for r in records]
+    if args.upscale:
+        size = (args.upscale, args.upscale)
+        base = [cv2.resize(im, size, interpolation=cv2.INTER_CUBIC) for im in base]
     names = [s.strip() for s in args.shifts.split(",") if s.strip()] or list(SHIFTS)
     report: dict[str, Any] = {
         "split": args.split,
