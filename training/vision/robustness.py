@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,20 +67,20 @@ def outside_population_flags(cols: dict[str, np.ndarray], reference: Any) -> np.
 
 def drift_statuses(
     cols: dict[str, np.ndarray],
-    pick: np.ndarray,
-    size: int,
+    mix: Sequence[tuple[np.ndarray, int]],
     reference: dict[str, Any],
     rng: np.random.Generator,
     n_windows: int = 50,
 ) -> list[str]:
-    """The drift monitor's status for each of n_windows random windows of `size` rows of `pick`."""
+    """The drift monitor's status for each of n_windows random windows; a window takes `k`
+    rows (without replacement) from each `(rows, k)` pool of `mix`."""
     from backend.monitoring.drift import drift_test
 
+    def window() -> np.ndarray:
+        return np.concatenate([rng.choice(rows, k, replace=False) for rows, k in mix])
+
     return [
-        drift_test(
-            as_reference_features(cols, rng.choice(pick, size, replace=False)),
-            reference["features"],
-        ).status
+        drift_test(as_reference_features(cols, window()), reference["features"]).status
         for _ in range(n_windows)
     ]
 
@@ -191,7 +192,7 @@ def markdown_table(report: dict[str, Any], reference: dict[str, Any], seed: int 
     for name, row in report["shifts"].items():
         pi = {k: np.asarray(v) for k, v in row["per_image"].items()}
         outside = np.mean(outside_population_flags(pi, reference))
-        statuses = drift_statuses(pi, normals, 40, reference, rng)
+        statuses = drift_statuses(pi, [(normals, 40)], reference, rng)
         flagged = sum(s != "ok" for s in statuses) / len(statuses)
         lines.append(
             f"| {name} | {row['auroc']:.3f} | {row['auroc_covid']:.3f} | {row['auroc_vp']:.3f} "
@@ -208,8 +209,6 @@ def window_counts(
     """Drift statuses of random windows of unshifted images, by the mix of the window
     (docs/monitoring.md): normals, a mix, COVID, paediatric viral pneumonia, and half of each."""
     from collections import Counter
-
-    from backend.monitoring.drift import drift_test
 
     cols = {k: np.asarray(v) for k, v in report["shifts"]["none"]["per_image"].items()}
     finding = np.array(report["finding"])
@@ -228,15 +227,16 @@ def window_counts(
         "40 paediatric VP": {"VP": 40},
     }
     rng = np.random.default_rng(seed)
-    out: dict[str, dict[str, int]] = {}
-    for name, mix in mixes.items():
-        statuses: Counter[str] = Counter()
-        for _ in range(n_windows):
-            rows = np.concatenate([rng.choice(pool[p], k, replace=False) for p, k in mix.items()])
-            result = drift_test(as_reference_features(cols, rows), reference["features"])
-            statuses[result.status] += 1
-        out[name] = dict(statuses)
-    return out
+    return {
+        name: dict(
+            Counter(
+                drift_statuses(
+                    cols, [(pool[p], k) for p, k in mix.items()], reference, rng, n_windows
+                )
+            )
+        )
+        for name, mix in mixes.items()
+    }
 
 
 def table_main() -> None:

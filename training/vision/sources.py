@@ -166,7 +166,7 @@ def _drift_rate(
     cols: dict[str, np.ndarray], pick: np.ndarray, size: int, reference: dict[str, Any], seed: int
 ) -> dict[str, int]:
     """Statuses of 50 random windows of `size` images drawn from `pick`."""
-    statuses = drift_statuses(cols, pick, size, reference, np.random.default_rng(seed))
+    statuses = drift_statuses(cols, [(pick, size)], reference, np.random.default_rng(seed))
     return dict(Counter(statuses))
 
 

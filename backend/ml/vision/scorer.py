@@ -275,8 +275,10 @@ class VisionScorer:
                 (place.bottom - place.top, place.right - place.left),
                 self.image_size,
             )
-            heat = np.zeros((place.height, place.width), np.float32)  # a trimmed frame: cold
-            heat[place.top : place.bottom, place.left : place.right] = seen
+            heat = seen
+            if seen.shape != (place.height, place.width):  # a trimmed frame stays cold
+                heat = np.zeros((place.height, place.width), np.float32)
+                heat[place.top : place.bottom, place.left : place.right] = seen
             # Regions keep clear of the film's own edges (markers, collimation), not the frame's.
             regions = [
                 {**r, "x": r["x"] + place.left, "y": r["y"] + place.top} for r in top_regions(seen)
