@@ -60,3 +60,26 @@ def test_a_black_border_does_not_hide_disease(scorer: VisionScorer, fixtures) ->
         for box in b.top_regions:
             assert top + band_y <= box["y"] and box["y"] + box["height"] <= bottom - band_y
             assert left + band_x <= box["x"] and box["x"] + box["width"] <= right - band_x
+
+
+def test_the_panel_outlines_the_results_regions(scorer: VisionScorer, fixtures) -> None:
+    """The pipeline draws the result's own regions (kept off a framed film's edges), not ones
+    recomputed from the whole heatmap."""
+    import cv2
+
+    from backend.ml.vision import render_heatmap_panels
+
+    im = _letterbox(fixtures[3][2])
+    heat = scorer.score_batch([im])[0].heatmap
+    box = {"x": 100.0, "y": 90.0, "width": 30.0, "height": 20.0}
+
+    def overlay(regions: list[dict[str, float]]) -> np.ndarray:
+        panel = cv2.imdecode(
+            np.frombuffer(render_heatmap_panels(im, heat, regions), np.uint8), cv2.IMREAD_COLOR
+        )
+        return panel[:, -im.shape[1] :].astype(np.int16)
+
+    drawn = np.abs(overlay([box]) - overlay([])).max(axis=2) > 60
+    ys, xs = np.nonzero(drawn)
+    assert len(ys) > 0
+    assert 88 <= ys.min() and ys.max() <= 111 and 98 <= xs.min() and xs.max() <= 131
