@@ -3,6 +3,7 @@
     python -m training.vision.robustness --data ../shared/data/cxr-dev --split test \
         --out /tmp/robustness.json [--calibration FILE] [--shifts "none,blur sigma 2 px"]
     python -m training.vision.robustness table /tmp/robustness.json   # the README table
+    python -m training.vision.robustness components /tmp/robustness.json  # patch vs kNN weights
 
 Every image of the split goes through each shift (training/vision/shifts.py, deterministic per
 image), then the real scoring path (`VisionScorer.prepare` / `run_network` / fusion). Reported
@@ -257,11 +258,55 @@ def table_main() -> None:
             print(f"drift, 200 windows of {name}: {counts}")  # noqa: T201
 
 
+PATCH_WEIGHTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
+
+
+def component_table(report: dict[str, Any], stats: dict[str, Any]) -> str:
+    """AUROC per shift of the two fused components and of patch / kNN weightings of their
+    z-scores (the shipped statistics): is the shipped weighting also the shift-robust one?"""
+    y = np.array(report["label"])
+    head = " | ".join(f"w_patch {w:.1f}" for w in PATCH_WEIGHTS)
+    lines = [
+        f"| shift ({report['split']}, n = {len(y)}) | patch | kNN | {head} |",
+        "|---" * (3 + len(PATCH_WEIGHTS)) + "|",
+    ]
+    rows: dict[str, list[float]] = {}
+    for name, row in report["shifts"].items():
+        pi = {k: np.asarray(v) for k, v in row["per_image"].items()}
+        zp = (pi["patch"] - stats["patch"]["mean"]) / stats["patch"]["std"]
+        zk = (pi["knn"] - stats["knn"]["mean"]) / stats["knn"]["std"]
+        vals = [roc_auc_score(y, pi["patch"]), roc_auc_score(y, pi["knn"])]
+        vals += [roc_auc_score(y, w * zp + (1 - w) * zk) for w in PATCH_WEIGHTS]
+        rows[name] = vals
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+    shifted = [v for k, v in rows.items() if k != "none"]
+    if shifted:
+        for label, agg in (("mean of the shifts", np.mean), ("worst shift", np.min)):
+            cells = " | ".join(f"{v:.3f}" for v in agg(np.array(shifted), axis=0))
+            lines.append(f"| {label} | {cells} |")
+    return "\n".join(lines)
+
+
+def components_main() -> None:
+    ap = argparse.ArgumentParser(description="Patch / kNN weightings under each shift.")
+    ap.add_argument("report", type=Path)
+    ap.add_argument("--model-dir", type=Path, default=None)
+    args = ap.parse_args()
+    from backend.ml.vision.checkpoint import load_checkpoint
+    from backend.ml.vision.scorer import DEFAULT_MODEL_DIR
+
+    _, meta = load_checkpoint(args.model_dir or DEFAULT_MODEL_DIR)
+    report = json.loads(args.report.read_text())
+    print(component_table(report, meta["calibration"]["stats"]))  # noqa: T201
+
+
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) > 1 and sys.argv[1] == "table":
-        sys.argv.pop(1)
-        table_main()
+    if len(sys.argv) > 1 and sys.argv[1] in ("table", "components"):
+        if sys.argv.pop(1) == "table":
+            table_main()
+        else:
+            components_main()
     else:
         main()

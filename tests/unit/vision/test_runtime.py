@@ -182,3 +182,47 @@ def test_natural_and_synthetic_non_xrays_are_flagged(scorer: VisionScorer, fixtu
     for r in scorer.score_batch(photos + gray_photos + synthetic):
         assert not r.is_chest_xray, r.ood_score
     assert all(r.is_chest_xray for r in scorer.score_batch([im for _, _, im in fixtures]))
+
+
+def test_component_table_weights_real_component_scores(scorer: VisionScorer, fixtures) -> None:
+    """The patch / kNN weighting table of the robustness report, on the fixtures' real scores:
+    weight 1 ranks like the patch component, weight 0 like kNN, and a shift row is summarised."""
+    from training.vision.robustness import PATCH_WEIGHTS, component_table, score_images
+    from training.vision.shifts import SHIFTS
+
+    images = [im for _, _, im in fixtures]
+    labels = [int(f != "Normal") for _, f, _ in fixtures]
+    assert 0 < sum(labels) < len(labels)
+    shifts = ("none", "blur sigma 2 px")
+    report = {
+        "split": "fixtures",
+        "label": labels,
+        "shifts": {
+            name: {
+                "per_image": {
+                    k: v.tolist()
+                    for k, v in score_images(
+                        scorer, [SHIFTS[name](im, i) for i, im in enumerate(images)]
+                    ).items()
+                }
+            }
+            for name in shifts
+        },
+    }
+    table = component_table(report, scorer.metadata["calibration"]["stats"])
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    assert set(rows) == {*shifts, "mean of the shifts", "worst shift"}
+    for name in shifts:
+        cells = [float(c) for c in rows[name].strip("| ").split(" | ")[1:]]
+        assert len(cells) == 2 + len(PATCH_WEIGHTS)
+        patch, knn, by_weight = cells[0], cells[1], dict(zip(PATCH_WEIGHTS, cells[2:], strict=True))
+        assert by_weight[1.0] == patch and by_weight[0.0] == knn
+        assert all(0.0 <= c <= 1.0 for c in cells)
+
+    # One shifted row: its mean and its worst are that row.
+    def row_cells(name: str) -> list[str]:
+        return rows[name].split(" | ")[1:]
+
+    assert (
+        row_cells("mean of the shifts") == row_cells("blur sigma 2 px") == row_cells("worst shift")
+    )
