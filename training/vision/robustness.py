@@ -25,7 +25,13 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from backend.ml.vision.fusion import anomaly_scores, component_values, ood_scores
+from backend.ml.vision.fusion import (
+    anomaly_scores,
+    component_values,
+    fused_z,
+    ood_scores,
+    zscores,
+)
 from backend.ml.vision.scorer import load_scorer
 
 from .data import load_gray, read_manifest
@@ -149,6 +155,7 @@ def main() -> None:
         "label": y.tolist(),
         "finding": finding.tolist(),
         "threshold": thr,
+        "stats": cal["stats"],  # the z-statistics it was scored with (shipped or site)
         "shifts": {},
     }
     for name in names:
@@ -261,9 +268,10 @@ def table_main() -> None:
 PATCH_WEIGHTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
 
 
-def component_table(report: dict[str, Any], stats: dict[str, Any]) -> str:
+def component_table(report: dict[str, Any]) -> str:
     """AUROC per shift of the two fused components and of patch / kNN weightings of their
-    z-scores (the shipped statistics): is the shipped weighting also the shift-robust one?"""
+    z-scores (the statistics the run scored with): is the shipped weighting also the
+    shift-robust one?"""
     y = np.array(report["label"])
     head = " | ".join(f"w_patch {w:.1f}" for w in PATCH_WEIGHTS)
     lines = [
@@ -272,11 +280,10 @@ def component_table(report: dict[str, Any], stats: dict[str, Any]) -> str:
     ]
     rows: dict[str, list[float]] = {}
     for name, row in report["shifts"].items():
-        pi = {k: np.asarray(v) for k, v in row["per_image"].items()}
-        zp = (pi["patch"] - stats["patch"]["mean"]) / stats["patch"]["std"]
-        zk = (pi["knn"] - stats["knn"]["mean"]) / stats["knn"]["std"]
+        pi = {k: np.asarray(v) for k, v in row["per_image"].items() if k in ("patch", "knn")}
+        z = zscores(pi, report["stats"])
         vals = [roc_auc_score(y, pi["patch"]), roc_auc_score(y, pi["knn"])]
-        vals += [roc_auc_score(y, w * zp + (1 - w) * zk) for w in PATCH_WEIGHTS]
+        vals += [roc_auc_score(y, fused_z(z, {"patch": w, "knn": 1 - w})) for w in PATCH_WEIGHTS]
         rows[name] = vals
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
     shifted = [v for k, v in rows.items() if k != "none"]
@@ -290,23 +297,15 @@ def component_table(report: dict[str, Any], stats: dict[str, Any]) -> str:
 def components_main() -> None:
     ap = argparse.ArgumentParser(description="Patch / kNN weightings under each shift.")
     ap.add_argument("report", type=Path)
-    ap.add_argument("--model-dir", type=Path, default=None)
     args = ap.parse_args()
-    from backend.ml.vision.checkpoint import load_checkpoint
-    from backend.ml.vision.scorer import DEFAULT_MODEL_DIR
-
-    _, meta = load_checkpoint(args.model_dir or DEFAULT_MODEL_DIR)
-    report = json.loads(args.report.read_text())
-    print(component_table(report, meta["calibration"]["stats"]))  # noqa: T201
+    print(component_table(json.loads(args.report.read_text())))  # noqa: T201
 
 
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) > 1 and sys.argv[1] in ("table", "components"):
-        if sys.argv.pop(1) == "table":
-            table_main()
-        else:
-            components_main()
+    commands = {"table": table_main, "components": components_main}
+    if len(sys.argv) > 1 and sys.argv[1] in commands:
+        commands[sys.argv.pop(1)]()
     else:
         main()

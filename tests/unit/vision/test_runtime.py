@@ -197,6 +197,7 @@ def test_component_table_weights_real_component_scores(scorer: VisionScorer, fix
     report = {
         "split": "fixtures",
         "label": labels,
+        "stats": scorer.calibration["stats"],
         "shifts": {
             name: {
                 "per_image": {
@@ -209,7 +210,7 @@ def test_component_table_weights_real_component_scores(scorer: VisionScorer, fix
             for name in shifts
         },
     }
-    table = component_table(report, scorer.metadata["calibration"]["stats"])
+    table = component_table(report)
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
     assert set(rows) == {*shifts, "mean of the shifts", "worst shift"}
     for name in shifts:
