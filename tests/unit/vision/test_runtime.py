@@ -227,3 +227,30 @@ def test_component_table_weights_real_component_scores(scorer: VisionScorer, fix
     assert (
         row_cells("mean of the shifts") == row_cells("blur sigma 2 px") == row_cells("worst shift")
     )
+
+
+def test_robustness_report_keeps_the_statistics_it_scored_with(tmp_path: Path, fixtures) -> None:
+    """The CLI path: a robustness run writes the z-statistics of the scorer it used (a site's
+    own with --calibration), and `components` reads the table from that report alone."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import FIXTURES, ROOT
+
+    out = tmp_path / "r.json"
+    run = [sys.executable, "-m", "training.vision.robustness"]
+    subprocess.run(
+        [*run, "--data", str(FIXTURES), "--split", "test", "--shifts", "none", "--out", str(out)]
+        + ["--model-dir", str(MODEL_DIR)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    report = json.loads(out.read_text())
+    assert report["stats"] == load_scorer(MODEL_DIR, backend="torch").calibration["stats"]
+    table = subprocess.run(
+        [*run, "components", str(out)], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    assert table.splitlines()[0].startswith("| shift (test, n = 6) | patch | kNN |")
+    assert table.splitlines()[2].startswith("| none | ")
