@@ -127,7 +127,16 @@ async def test_reference_normals_stay_ok_and_another_population_drifts(
         assert ok["status"] == "ok", ok
         assert ok["statistic"] < ok["thresholds"]["warning"]
 
-        await analyse_all(client, children)
+        # Every normal is inside the reference population; most of the children's films are
+        # flagged by the acquisition check (38 of these 40), and their results say so.
+        assert not any("outside the population" in w for r in results for w in r["warnings"])
+        child_results = await analyse_all(client, children)
+        flagged = [
+            r
+            for r in child_results
+            if any("outside the population" in w and "no normals of" in w for w in r["warnings"])
+        ]
+        assert len(flagged) >= 34, [r["warnings"] for r in child_results]
         # The scheduler's job logs the change (ok -> warning or drift).
         await monitor.flush()
         with caplog.at_level("WARNING", logger="backend.monitoring.service"):
@@ -141,6 +150,7 @@ async def test_reference_normals_stay_ok_and_another_population_drifts(
         assert shifted["status"] in {"warning", "drift"}, shifted
         assert shifted["statistic"] >= shifted["thresholds"]["warning"]
         assert "see docs/monitoring.md" in shifted["detail"]
+        assert shifted["outside_population"] >= 0.85
 
         # The same check is exported to Prometheus.
         samples = parse((await client.get("/metrics")).text)

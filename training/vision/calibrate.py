@@ -31,6 +31,7 @@ import torch
 
 from backend.ml.vision.checkpoint import save_calibration
 from backend.ml.vision.fusion import anomaly_scores, fused_z, ood_scores, zscores
+from backend.ml.vision.population import ACQUISITION
 from backend.ml.vision.scorer import load_scorer
 
 from .data import list_images, load_gray
@@ -152,10 +153,18 @@ def _expected_reliability(
 
 
 def _site_reference(
-    scores: np.ndarray, feature_distance: np.ndarray, cols: dict[str, np.ndarray], source: str
+    scores: np.ndarray,
+    feature_distance: np.ndarray,
+    cols: dict[str, np.ndarray],
+    source: str,
+    shipped: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The site's normals as the drift monitor's (and the population check's) reference."""
-    from training.vision.population import population_limits
+    """The site's normals as the drift monitor's (and the population check's) reference.
+
+    The acquisition check's limit is widened by the site's normals, never tightened: a
+    paediatric site's calibration stops its own films being flagged.
+    """
+    from training.vision.population import population_limits, upper_limit
 
     values = {
         "score": np.clip(scores, 0.0, 100.0),
@@ -163,10 +172,15 @@ def _site_reference(
         "mean_intensity": cols["mean_intensity"],
         "std_intensity": cols["std_intensity"],
     }
+    population: dict[str, dict[str, float]] = population_limits(values)
+    shipped_limit = ((shipped or {}).get("population") or {}).get(ACQUISITION)
+    if ACQUISITION in cols and shipped_limit is not None:
+        site_hi = upper_limit(np.asarray(cols[ACQUISITION]))
+        population[ACQUISITION] = {"hi": round(max(float(shipped_limit["hi"]), site_hi), 5)}
     return {
         "source": source,
         "features": {k: {"normal": np.round(np.sort(v), 5).tolist()} for k, v in values.items()},
-        "population": population_limits(values),
+        "population": population,
     }
 
 
@@ -282,7 +296,9 @@ def calibrate_vision(
             # Site normals only raise the X-ray references (they never tighten the gate: the
             # site's abnormal X-rays must still pass).
             "ood": site_ood,
-            "reference": _site_reference(s_def, heldout_distance, site_cols, source),
+            "reference": _site_reference(
+                s_def, heldout_distance, site_cols, source, scorer.reference
+            ),
             "site_distance": distance,
             "heldout_fused_z_mean": float(np.mean(fused_z(z, fusion["default"]["weights"]))),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

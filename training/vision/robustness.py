@@ -32,6 +32,7 @@ from backend.ml.vision.fusion import (
     ood_scores,
     zscores,
 )
+from backend.ml.vision.population import ACQUISITION, acquisition_values, outside_population
 from backend.ml.vision.scorer import load_scorer
 
 from .data import load_gray, read_manifest
@@ -60,9 +61,9 @@ def as_reference_features(
 
 def outside_population_flags(cols: dict[str, np.ndarray], reference: Any) -> np.ndarray:
     """Per image: does the per-image population check flag it against `reference`?"""
-    from backend.ml.vision.population import outside_population
-
     features = as_reference_features(cols)
+    if "acquisition" in cols:
+        features[ACQUISITION] = np.asarray(cols["acquisition"])
     n = len(features["score"])
     return np.array(
         [
@@ -98,7 +99,10 @@ def image_stats(prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat.mean(axis=1), flat.std(axis=1)
 
 
-def score_images(scorer: Any, images: list[np.ndarray], batch: int = 16) -> dict[str, np.ndarray]:
+def score_images(
+    scorer: Any, images: list[np.ndarray], batch: int = 16, *, descriptors: bool = False
+) -> dict[str, np.ndarray]:
+    """Per-image columns of the real scoring path; `descriptors` adds the (N, D) descriptors."""
     cols: dict[str, list[np.ndarray]] = {}
     cal = scorer.calibration
     for i in range(0, len(images), batch):
@@ -108,6 +112,11 @@ def score_images(scorer: Any, images: list[np.ndarray], batch: int = 16) -> dict
         score, _ = anomaly_scores(values, cal, scorer.fusion)
         ood = ood_scores(raw["ood"], values["patch"], cal["ood"])
         mean, std = image_stats(x)
+        acquisition = acquisition_values(raw["descriptor"], scorer.reference)
+        if acquisition is not None:
+            cols.setdefault("acquisition", []).append(acquisition)
+        if descriptors:
+            cols.setdefault("descriptor", []).append(np.asarray(raw["descriptor"], np.float64))
         for key, val in (
             ("score", np.clip(score, 0, 100)),
             ("ood", ood),

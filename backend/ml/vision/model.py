@@ -9,7 +9,9 @@ Input: (N, 1, S, S) float32 in [0, 1] (see ``preprocessing``). Outputs (all floa
 - ``ood``        (N,): cosine distance of the pooled 1280-d head descriptor (ImageNet semantics) to
   the nearest normal image: the out-of-distribution signal for the input gate;
 - ``recon``, ``kl`` (N,): the published VAE's reconstruction error and KL divergence;
-- ``vit``        (N,): the published ViT scorer's output on the VAE latent mean, in [0, 1].
+- ``vit``        (N,): the published ViT scorer's output on the VAE latent mean, in [0, 1];
+- ``descriptor`` (N, D): the L2-normalised pooled stage-5 descriptor the kNN compares (the
+  population check's acquisition model reads it; see ``population.py``).
 
 Turning these into calibrated z-scores, the fused score and risk levels is cheap numpy in
 ``fusion.py`` so that both runtimes (torch eager, ONNX Runtime) share it.
@@ -26,7 +28,7 @@ from .patchcore import patch_embed
 from .vae import FeatureVAE
 from .vit import LatentViT
 
-OUTPUT_NAMES = ("patch_map", "knn", "ood", "recon", "kl", "vit")
+OUTPUT_NAMES = ("patch_map", "knn", "ood", "recon", "kl", "vit", "descriptor")
 
 
 class ScorerNet(nn.Module):
@@ -79,15 +81,14 @@ class ScorerNet(nn.Module):
         d2 = (q * q).sum(1, keepdim=True) - 2.0 * (q @ self.patch_bank.T) + self.patch_bank_sq[None]
         return d2.min(dim=1).values.clamp_min(0.0).sqrt().reshape(n, h, w)
 
-    def forward(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mid, deep, top = self.backbone(x)
         patch_map = self.patch_distances(patch_embed(mid, deep))
-        sim = F.normalize(deep.mean(dim=(2, 3)), dim=1) @ self.knn_bank.T
+        descriptor = F.normalize(deep.mean(dim=(2, 3)), dim=1)
+        sim = descriptor @ self.knn_bank.T
         knn = 1.0 - torch.topk(sim, self.knn_k, dim=1).values.mean(dim=1)
         pooled = top.mean(dim=(2, 3))
         ood = 1.0 - (F.normalize(pooled, dim=1) @ self.ood_bank.T).max(dim=1).values
         rec, kl, mu = self.vae.scores(pooled)
         vit = self.vit(mu)
-        return patch_map, knn, ood, rec, kl, vit
+        return patch_map, knn, ood, rec, kl, vit, descriptor

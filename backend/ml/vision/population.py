@@ -20,6 +20,11 @@ REFERENCE_FILE = "reference.json"
 REFERENCE_FORMAT = "medsight-vision-reference/1"
 # The input features the population check looks at (the score is not one: disease moves it).
 POPULATION_FEATURES = ("feature_distance", "mean_intensity", "std_intensity")
+# A fourth, learned one: how much the image's pooled stage-5 descriptor looks like films the
+# reference has no normals of (a linear model fitted on the validation split, with the
+# paediatric films of another hospital as the positive class; see ``training/vision/
+# population.py``). Only an upper limit applies. It is not a drift feature.
+ACQUISITION = "acquisition"
 
 
 def input_statistics(x: npt.NDArray[np.float32]) -> list[dict[str, float]]:
@@ -29,6 +34,18 @@ def input_statistics(x: npt.NDArray[np.float32]) -> list[dict[str, float]]:
         {"mean_intensity": float(m), "std_intensity": float(s)}
         for m, s in zip(flat.mean(axis=1), flat.std(axis=1), strict=True)
     ]
+
+
+def acquisition_values(
+    descriptors: npt.NDArray[np.floating[Any]], reference: dict[str, Any] | None
+) -> npt.NDArray[np.float64] | None:
+    """The acquisition model's value per descriptor row (None: the reference has no model)."""
+    model = (reference or {}).get(ACQUISITION)
+    if model is None:
+        return None
+    weights = np.asarray(model["weights"], dtype=np.float64)
+    out: npt.NDArray[np.float64] = np.asarray(descriptors, np.float64) @ weights
+    return out + float(model["bias"])
 
 
 def load_reference(model_dir: Path) -> dict[str, Any] | None:
@@ -62,6 +79,10 @@ def site_reference(
         for name in site["features"]
     }
     population = {**shipped.get("population", {}), **site.get("population", {})}
+    if ACQUISITION not in site.get("population", {}):
+        # A calibration made before the acquisition check: its normals' range is unknown, and
+        # the shipped limit would flag a paediatric site's every film.
+        population.pop(ACQUISITION, None)
     return {**shipped, **site, "features": features, "population": population}
 
 
@@ -73,11 +94,12 @@ def outside_population(
         return ()
     limits = reference.get("population", {})
     out = []
-    for name in POPULATION_FEATURES:
+    for name in (*POPULATION_FEATURES, ACQUISITION):
         value, limit = stats.get(name), limits.get(name)
         if value is None or limit is None:
             continue
-        if value < limit["lo"] or value > limit["hi"]:
+        lo, hi = limit.get("lo"), limit.get("hi")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
             out.append(name)
     return tuple(out)
 
@@ -88,6 +110,10 @@ def describe_outside(names: tuple[str, ...], stats: dict[str, float]) -> str:
         "feature_distance": "its image features are unlike the reference X-rays",
         "mean_intensity": f"its brightness ({stats.get('mean_intensity', 0):.2f}) is unusual",
         "std_intensity": f"its contrast ({stats.get('std_intensity', 0):.2f}) is unusual",
+        ACQUISITION: (
+            "it looks like films of a population or acquisition the reference holds no "
+            "normals of, as children's X-rays from another hospital do"
+        ),
     }
     return "; ".join(words.get(n, n) for n in names)
 

@@ -38,6 +38,8 @@ from .heatmap import heatmap_from_patch_map, top_regions
 from .model import OUTPUT_NAMES, ScorerNet
 from .onnx_runtime import OnnxScorer, cache_path, export_onnx, onnx_available
 from .population import (
+    ACQUISITION,
+    acquisition_values,
     calibration_provenance,
     input_statistics,
     load_reference,
@@ -183,9 +185,10 @@ class VisionScorer:
     def onnx_path(self) -> Path:
         # Never beside the weights: an installed package or an image layer is read-only.
         cache = self._onnx_cache_dir or default_cache_dir()
-        return cache_path(
-            cache, self.weights_sha256, self.calibration_sha256, self.metadata["backbone"]
-        )
+        # The graph's outputs are part of the key: a graph cached before an output was added
+        # is rebuilt, not run with a missing output.
+        extra = f"{self.metadata['backbone']}|{','.join(OUTPUT_NAMES)}"
+        return cache_path(cache, self.weights_sha256, self.calibration_sha256, extra)
 
     def _ensure_onnx(self) -> None:
         if self._onnx is not None:
@@ -262,6 +265,9 @@ class VisionScorer:
         ood = cal["ood"]
         ood_all = ood_scores(raw["ood"], values["patch"], ood)
         lo, hi = cal["patch_map"]["lo"], cal["patch_map"]["hi"]
+        acquisition = (
+            acquisition_values(raw["descriptor"], self.reference) if "descriptor" in raw else None
+        )
         out = []
         for i, place in enumerate(shapes):
             s = float(np.clip(scores[i], 0.0, 100.0))
@@ -288,6 +294,8 @@ class VisionScorer:
             if self.fusion == "default":
                 comps["fused"] = {"value": s, "z": float(fz_all[i])}
             inputs = {**(stats[i] if stats is not None else {}), "feature_distance": ood_score}
+            if acquisition is not None:
+                inputs[ACQUISITION] = float(acquisition[i])
             out.append(
                 VisionResult(
                     anomaly_score=s,

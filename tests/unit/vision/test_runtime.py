@@ -30,6 +30,14 @@ def test_onnx_matches_torch_within_a_tenth_of_a_point(tmp_path: Path, fixtures) 
         assert abs(ra.anomaly_score - rb.anomaly_score) <= 0.1
         assert ra.risk_level == rb.risk_level or abs(ra.anomaly_score - ra.threshold) < 0.1
         assert np.abs(ra.heatmap - rb.heatmap).max() < 0.02
+        assert ra.outside_population == rb.outside_population
+        assert abs(ra.input_stats["acquisition"] - rb.input_stats["acquisition"]) < 1e-3
+    # The graph's outputs are part of its cache key: a graph cached before an output was added
+    # is rebuilt, not run without it.
+    from backend.ml.vision.onnx_runtime import cache_path
+
+    older = cache_path(tmp_path, onnx_s.weights_sha256, None, onnx_s.metadata["backbone"])
+    assert onnx_s.onnx_path() != older
     # auto prefers ONNX Runtime on CPU and reuses the cached export; the service's thread
     # count (VISION_THREADS) reaches the session, and one thread scores the same.
     auto = load_scorer(MODEL_DIR, backend="auto", onnx_cache_dir=tmp_path, onnx_threads=1)
