@@ -112,7 +112,7 @@ def _site_distance(
     level = (
         "near" if test.statistic < t.warning else "moderate" if test.statistic < t.drift else "far"
     )
-    return {
+    out: dict[str, Any] = {
         "status": level,
         "statistic": test.statistic,
         "thresholds": {"moderate": t.warning, "far": t.drift},
@@ -122,6 +122,12 @@ def _site_distance(
             f: round(float(np.mean(shipped_ref["features"][f]["normal"])), 4) for f in FEATURES
         },
     }
+    limit = (shipped_ref.get("population") or {}).get(ACQUISITION)
+    if limit is not None and ACQUISITION in cols:
+        # The share of the site's normals the shipped acquisition check flags: films of a
+        # population or acquisition the reference holds no normals of.
+        out["acquisition_flagged"] = round(float(np.mean(cols[ACQUISITION] > limit["hi"])), 4)
+    return out
 
 
 def _expected_reliability(
@@ -135,7 +141,7 @@ def _expected_reliability(
     level = distance.get("status")
     note = {
         "near": "the site's normals look like the reference population: expect about the "
-        "development performance (test AUROC 0.949)",
+        "development performance (test AUROC 0.948)",
         "moderate": "the site differs measurably from the reference population: expect lower "
         "discrimination than in development; check with a few labelled local cases",
         "far": "the site is far from the reference population (other age group, projection or "

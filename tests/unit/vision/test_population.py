@@ -123,7 +123,10 @@ def test_calibrating_on_paediatric_films_stops_flagging_that_site(
     before = scorer.score_batch(new)
     assert np.mean([ACQUISITION in r.outside_population for r in before]) >= 0.7  # 12 of 15
     out = tmp_path / "site.cal"
-    calibrate_vision(site_dir, out, model_dir=MODEL_DIR, n_folds=3, progress=False)
+    summary = calibrate_vision(site_dir, out, model_dir=MODEL_DIR, n_folds=3, progress=False)
+    # The summary says how many of the site's films the shipped reference would flag.
+    assert summary["site_distance"]["acquisition_flagged"] >= 0.8
+    assert summary["site_distance"]["status"] == "far"
     from backend.ml.vision import load_scorer
     from backend.ml.vision.checkpoint import load_calibration
 

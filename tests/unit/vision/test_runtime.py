@@ -100,6 +100,7 @@ def test_site_calibration_refits_normal_and_is_used_by_the_scorer(tmp_path: Path
     # Dev TEST normals are the reference population's own kind: near it, and the summary
     # says what reliability to expect.
     assert summary["site_distance"]["status"] == "near", summary["site_distance"]
+    assert summary["site_distance"]["acquisition_flagged"] == 0.0  # adult films, reference-like
     expected = summary["expected_reliability"]
     assert expected["specificity_target"] == 0.95
     low, high = expected["specificity_95ci"]
