@@ -39,12 +39,19 @@ def input_statistics(x: npt.NDArray[np.float32]) -> list[dict[str, float]]:
 def acquisition_values(
     descriptors: npt.NDArray[np.floating[Any]], reference: dict[str, Any] | None
 ) -> npt.NDArray[np.float64] | None:
-    """The acquisition model's value per descriptor row (None: the reference has no model)."""
+    """The acquisition model's value per descriptor row.
+
+    None when the reference has no model, or one fitted on another backbone's descriptor (a
+    VGG16 checkpoint's is 512-d): the check is skipped rather than the image left unscored.
+    """
     model = (reference or {}).get(ACQUISITION)
     if model is None:
         return None
     weights = np.asarray(model["weights"], dtype=np.float64)
-    out: npt.NDArray[np.float64] = np.asarray(descriptors, np.float64) @ weights
+    rows = np.asarray(descriptors, np.float64)
+    if rows.ndim != 2 or rows.shape[1] != weights.shape[0]:
+        return None
+    out: npt.NDArray[np.float64] = rows @ weights
     return out + float(model["bias"])
 
 

@@ -18,6 +18,7 @@ from backend.ml.vision import VisionScorer
 from backend.ml.vision.population import (
     ACQUISITION,
     POPULATION_FEATURES,
+    acquisition_values,
     describe_outside,
     load_reference,
     outside_population,
@@ -56,6 +57,13 @@ def test_the_shipped_reference_records_how_the_check_was_fitted() -> None:
     assert model["cross_validated"]["negatives_above_limit"] == 0.0
     assert model["cross_validated"]["positives_above_limit"] > 0.9
     assert set(ref["population"][ACQUISITION]) == {"hi"}  # only an upper limit
+
+
+def test_a_descriptor_of_another_backbone_skips_the_check() -> None:
+    ref = load_reference(MODEL_DIR)
+    assert acquisition_values(np.full((2, 112), 0.09), ref) is not None
+    assert acquisition_values(np.full((2, 512), 0.04), ref) is None  # VGG16's pool4 descriptor
+    assert acquisition_values(np.full((2, 112), 0.09), None) is None
 
 
 def _inside_values(ref: dict) -> dict[str, float]:
