@@ -319,3 +319,22 @@ def test_a_dropped_photo_is_flagged_as_not_a_chest_xray(viewer: Viewer, tmp_path
     expect(page.get_by_test_id("result-score")).to_have_text("—")
     viewer.snap("10-not-a-chest-xray", key=True)
     assert viewer.axe("not-a-chest-xray") == []
+
+
+def test_a_childs_film_is_scored_with_the_population_warning_first(viewer: Viewer) -> None:
+    """A paediatric film against the adult reference: scored, and the page says to read it with
+    care before anything else (the acquisition check; models/vision/README.md)."""
+    [child] = [p for p in fixture_images() if p.stem == "dev-0003"]  # paediatric (Guangzhou)
+    start_anonymous(viewer)
+    submit(viewer, child)
+    page = viewer.page
+    warnings = page.get_by_test_id("result-warnings")
+    expect(warnings).to_be_visible()
+    expect(warnings.locator("h3")).to_have_text("Read first")
+    expect(warnings).to_contain_text("outside the population the model was validated on")
+    expect(warnings).to_contain_text("holds no normals of")
+    expect(warnings).not_to_have_class(re.compile(r"\bsevere\b"))  # scored, not withheld
+    expect(page.get_by_test_id("result-score")).not_to_have_text("—")
+    expect(page.locator("#confidence-text")).to_have_text("50 %")  # capped: was 100 %
+    viewer.snap("11-outside-population", key=True)
+    assert viewer.axe("outside-population") == []

@@ -60,6 +60,9 @@ from .vit import LatentViT
 DEFAULT_MODEL_DIR = default_models_dir() / "vision" / "v1"
 BACKENDS = ("auto", "torch", "onnx")
 COLOUR_LIMIT = 12.0  # Hasler-Suesstrunk colourfulness above this = a colour photo, not an X-ray
+# The most model_confidence an image outside the reference population gets: how far its score
+# lies from the threshold is measured against the reference's normals, which it is unlike.
+OUTSIDE_POPULATION_CONFIDENCE = 0.5
 
 
 class Placement(NamedTuple):
@@ -296,21 +299,23 @@ class VisionScorer:
             inputs = {**(stats[i] if stats is not None else {}), "feature_distance": ood_score}
             if acquisition is not None:
                 inputs[ACQUISITION] = float(acquisition[i])
+            outside = outside_population(inputs, self.reference)
+            confidence = model_confidence(float(fz_all[i]) / spread, fz_thr / spread, is_xray)
+            if outside:  # its distance from the threshold is in the reference's units
+                confidence = min(confidence, OUTSIDE_POPULATION_CONFIDENCE)
             out.append(
                 VisionResult(
                     anomaly_score=s,
                     risk_level=risk_level(s, threshold, moderate),
                     threshold=threshold,
                     components=comps,
-                    model_confidence=model_confidence(
-                        float(fz_all[i]) / spread, fz_thr / spread, is_xray
-                    ),
+                    model_confidence=confidence,
                     heatmap=heat,
                     top_regions=regions,
                     ood_score=ood_score,
                     is_chest_xray=is_xray,
                     input_stats=inputs,
-                    outside_population=outside_population(inputs, self.reference),
+                    outside_population=outside,
                 )
             )
         return out

@@ -37,6 +37,10 @@ def test_paediatric_films_are_flagged_and_adult_ones_are_not(
         paediatric = finding == "Viral Pneumonia"
         assert (ACQUISITION in res.outside_population) == paediatric, (fid, res.input_stats)
         assert (res.input_stats[ACQUISITION] > limit) == paediatric
+        # Outside the reference population the score's distance from the threshold is in the
+        # reference's units: the confidence says at most 50% (a child's film read 100%).
+        if paediatric:
+            assert res.model_confidence <= 0.5
         # Only the acquisition check tells these films apart: the three input statistics
         # keep every fixture inside (the VAL range they come from holds children too).
         assert not set(res.outside_population) & set(POPULATION_FEATURES), fid
