@@ -33,6 +33,13 @@ def _cpu_has_bf16() -> bool:
         return False
 
 
+def private_tokenizer(model: Any) -> Any:
+    """A sentence-transformers model's tokenizer, copied: its settings are per-call state."""
+    import copy
+
+    return copy.deepcopy(model.tokenizer)
+
+
 class MiniLMEmbedder:
     """Sentence embeddings from a sentence-transformers MiniLM model."""
 
@@ -53,6 +60,7 @@ class MiniLMEmbedder:
         self.bf16 = _cpu_has_bf16() if bf16 is None and device == "cpu" else bool(bf16)
         # SentenceTransformer.encode is not safe to call from several threads at once.
         self._lock = threading.Lock()
+        self._counting_tokenizer: Any = None
 
     @property
     def max_seq_length(self) -> int:
@@ -65,8 +73,16 @@ class MiniLMEmbedder:
 
     @property
     def tokenizer(self) -> Any:
-        """The underlying Hugging Face tokenizer (used to size chunks in word pieces)."""
-        return self._model.tokenizer
+        """A copy of the model's Hugging Face tokenizer, for sizing chunks in word pieces.
+
+        Not the one `encode` uses: a fast tokenizer keeps its padding and truncation settings
+        as shared state that every call rewrites, so a call from another thread in the middle
+        of `encode` left its batch unpadded ("Unable to create tensor"; it failed a corpus
+        build at start-up while the NLP stage warmed up).
+        """
+        if self._counting_tokenizer is None:
+            self._counting_tokenizer = private_tokenizer(self._model)
+        return self._counting_tokenizer
 
     @property
     def signature(self) -> str:
@@ -190,7 +206,9 @@ class OnnxSentenceEncoder:
             import copy
 
             bert = copy.deepcopy(bert).cpu()
-        self.tokenizer = model.tokenizer
+        # Its own copy: the model's tokenizer also serves the PyTorch encoder (RAG), and
+        # a fast tokenizer's truncation/padding settings are rewritten by every call.
+        self.tokenizer = private_tokenizer(model)
         self.max_seq_length = max_seq_length
         example = self.tokenizer(["a chest x-ray"], return_tensors="pt")
         path = cached_int8_encoder(

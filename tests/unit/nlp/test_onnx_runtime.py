@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,3 +89,49 @@ def test_profile_phrase_vectors_are_reused_only_while_they_verify(tmp_path: Path
     # Another phrase set is never answered from this one's vectors.
     other = ranking.encode_phrases(onnx, phrases[:2])
     assert other.shape == (2, 384)
+
+
+def test_the_onnx_encoder_and_the_rag_embedder_share_no_tokenizer_state(tmp_path: Path) -> None:
+    """The race that failed a corpus build at start-up, performed.
+
+    The NLP stage's ONNX encoder, the RAG embedder and its chunk counter wrap one
+    sentence-transformers model. A fast tokenizer rewrites its padding and truncation settings
+    on every call, so one shared between threads let a truncating call land inside the RAG
+    embedder's padded batch: "Unable to create tensor". Each now tokenizes with its own copy;
+    the three run concurrently here (the shared object failed 178 of these calls in 20 s).
+    """
+    import threading
+    import time
+
+    from backend.ml.embeddings import MiniLMEmbedder, OnnxSentenceEncoder
+    from backend.ml.rag.corpus import token_counter
+
+    st = load_minilm_embedder().sentence_transformer
+    rag = MiniLMEmbedder(st, bf16=False)
+    onnx = OnnxSentenceEncoder(st, tmp_path)
+    count = token_counter(rag)
+    assert onnx.tokenizer is not st.tokenizer and rag.tokenizer is not st.tokenizer
+    batch = [" ".join(["cough"] * (n % 9 + 1)) for n in range(64)]  # padded to its longest
+    errors: list[str] = []
+    stop = time.monotonic() + 4.0
+
+    def run(call: Any) -> None:
+        while time.monotonic() < stop:
+            try:
+                call()
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(exc))
+
+    calls = [
+        lambda: rag.encode(batch, batch_size=4),
+        lambda: onnx.tokenizer(["fever " * 300], truncation=True, max_length=256),
+        lambda: count(["dry cough and fever", "wheeze " * 50]),
+    ]
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    same = float((rag.encode(["dry cough"]) * onnx.encode(["dry cough"])).sum())
+    assert same > 0.97  # the copies tokenize as the original did
