@@ -7,9 +7,11 @@ settings-selected local folder (or, for users with a network, a hub id) can repl
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,6 @@ def _cpu_has_bf16() -> bool:
 
 def private_tokenizer(model: Any) -> Any:
     """A sentence-transformers model's tokenizer, copied: its settings are per-call state."""
-    import copy
-
     return copy.deepcopy(model.tokenizer)
 
 
@@ -60,7 +60,6 @@ class MiniLMEmbedder:
         self.bf16 = _cpu_has_bf16() if bf16 is None and device == "cpu" else bool(bf16)
         # SentenceTransformer.encode is not safe to call from several threads at once.
         self._lock = threading.Lock()
-        self._counting_tokenizer: Any = None
 
     @property
     def max_seq_length(self) -> int:
@@ -71,7 +70,7 @@ class MiniLMEmbedder:
         """The wrapped sentence-transformers model (exported by the ONNX encoder)."""
         return self._model
 
-    @property
+    @cached_property
     def tokenizer(self) -> Any:
         """A copy of the model's Hugging Face tokenizer, for sizing chunks in word pieces.
 
@@ -80,9 +79,7 @@ class MiniLMEmbedder:
         of `encode` left its batch unpadded ("Unable to create tensor"; it failed a corpus
         build at start-up while the NLP stage warmed up).
         """
-        if self._counting_tokenizer is None:
-            self._counting_tokenizer = private_tokenizer(self._model)
-        return self._counting_tokenizer
+        return private_tokenizer(self._model)
 
     @property
     def signature(self) -> str:
@@ -203,8 +200,6 @@ class OnnxSentenceEncoder:
             raise ValueError(f"ONNX encoder supports mean pooling only, not {pooling!r}")
         bert = modules[0].auto_model
         if next(bert.parameters()).device.type != "cpu":  # exported from a CPU copy
-            import copy
-
             bert = copy.deepcopy(bert).cpu()
         # Its own copy: the model's tokenizer also serves the PyTorch encoder (RAG), and
         # a fast tokenizer's truncation/padding settings are rewritten by every call.
